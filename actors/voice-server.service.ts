@@ -1,0 +1,392 @@
+/**
+ * The `voice-server` actor: one voice server (SIP UAS, RTP, IVR, conference bridge).
+ * It answers calls on the dial-in address, runs the IVR state machine for each caller, checks the
+ * PIN from the cluster secret alone (constant time, throttled per event ID), binds the call
+ * just-in-time to a port of its own pre-assigned range and, for the first caller of an event on
+ * this server, to an encoder port; then mixes the conference (mix-minus) every 20 ms.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import type { Context, ServiceSchema } from 'moleculer';
+import type { JitcastConfig } from '../cluster.config.ts';
+import { encodeUlaw } from '../codecs/g711.ts';
+import { pinMatches } from '../codecs/pin.ts';
+import { serializeRtp } from '../codecs/rtp.ts';
+import { ConferenceMixer, FRAME_SAMPLES } from '../core/conference.ts';
+import { initialIvrState, stepIvr, type IvrEffect, type IvrInput, type IvrState, type VerifyFailure } from '../core/ivr.ts';
+import { PortPool } from '../core/port-pool.ts';
+import { FailureThrottle } from '../core/throttle.ts';
+import { EVENTS, type EncoderStartResult, type JoinResult } from '../runtime/contracts.ts';
+import { MediaClock } from '../runtime/media-clock.ts';
+import { loadPrompts, type PromptAudio } from '../runtime/prompts.ts';
+import { SipUserAgent, type InboundCall } from '../runtime/sip/index.ts';
+import { Channel, type ChannelView } from '../runtime/voice/channel.ts';
+
+/** One event's conference on this voice server, and the stream it feeds. */
+interface Conference {
+  eventId: string;
+  /** The voice-server port the stream is bound to (the first caller's). */
+  port: number;
+  mixer: ConferenceMixer;
+  members: Set<string>;
+  encoder?: EncoderStartResult;
+  /** Set while an encoder start is in flight or failed recently. */
+  encoderPending: boolean;
+  ssrc: number;
+  seq: number;
+  ts: number;
+}
+
+interface CallState {
+  channel: Channel;
+  ivr: IvrState;
+  digitTimer?: NodeJS.Timeout;
+}
+
+/** What `voice-server.status` returns. */
+export interface VoiceServerStatus {
+  nodeId: string;
+  dataCenter: string;
+  sip: { host: string; port: number };
+  portRange: { min: number; max: number };
+  ports: { capacity: number; busy: number; resting: number; available: number };
+  channels: ChannelView[];
+  conferences: Array<{ eventId: string; port: number; members: number; streamId?: string }>;
+  lateFrames: number;
+}
+
+/** Creates the voice-server actor for this node. */
+export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
+  const ivrOpts = { maxFailures: 3, endCode: config.endCode };
+
+  return {
+    name: 'voice-server',
+
+    created() {
+      this.pool = new PortPool(config.rtpPorts.min, config.rtpPorts.max, config.portReuseTimeoutS * 1000);
+      this.throttle = new FailureThrottle(config.pinFailLimit, config.pinFailWindowS * 1000);
+      this.calls = new Map<string, CallState>();
+      this.conferences = new Map<string, Conference>();
+      this.clock = new MediaClock(() => this.onFrame());
+      this.counter = 0;
+    },
+
+    async started() {
+      this.prompts = (await loadPrompts(config.dataDir, config.ffmpegPath, this.logger)) as PromptAudio;
+      this.castSocket = await bindUdp(config.sipHost);
+      this.ua = await SipUserAgent.listen({ host: config.sipHost, port: config.sipPort, logger: this.logger, userAgent: 'jitcast' });
+      this.ua.on('invite', (call: InboundCall) => this.onInvite(call).catch((err: Error) => this.logger.error(`call setup failed [call:${call.callId}]`, err)));
+      this.ua.on('message-error', (info: { from: string; reason: string }) => this.logger.warn(`malformed SIP [from:${info.from}] ${info.reason}`));
+      this.clock.start();
+      this.sweep = setInterval(() => this.sweepSilent(), 1000);
+      this.logger.info(`voice server up [sip:${config.sipHost}:${config.sipPort} rtp:${config.rtpPorts.min}-${config.rtpPorts.max}]`);
+    },
+
+    async stopped() {
+      clearInterval(this.sweep);
+      this.clock.stop();
+      await Promise.allSettled([...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.call.hangup()));
+      for (const c of (this.calls as Map<string, CallState>).values()) this.teardown(c, 'shutdown');
+      await this.ua?.close();
+      this.castSocket?.close();
+    },
+
+    events: {
+      [EVENTS.eventEnded]: {
+        handler(this: any, ctx: Context<{ eventId: string }>) {
+          const { eventId } = ctx.params;
+          for (const c of (this.calls as Map<string, CallState>).values()) {
+            if (c.channel.eventId === eventId) this.input(c, { type: 'event-ended' });
+          }
+          const conf = (this.conferences as Map<string, Conference>).get(eventId);
+          if (conf) this.dropConference(conf);
+        },
+      },
+    },
+
+    actions: {
+      status: {
+        handler(this: any): VoiceServerStatus {
+          const pool = this.pool as PortPool;
+          return {
+            nodeId: config.nodeId,
+            dataCenter: config.dataCenter,
+            sip: { host: config.sipHost, port: config.sipPort },
+            portRange: { min: config.rtpPorts.min, max: config.rtpPorts.max },
+            ports: { capacity: pool.capacity, busy: pool.busy, resting: pool.resting, available: pool.available(Date.now()) },
+            channels: [...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.view()),
+            conferences: [...(this.conferences as Map<string, Conference>).values()].map((c) => ({
+              eventId: c.eventId,
+              port: c.port,
+              members: c.members.size,
+              streamId: c.encoder?.streamId,
+            })),
+            lateFrames: (this.clock as MediaClock).lateFrames,
+          };
+        },
+      },
+    },
+
+    methods: {
+      /** A new INVITE: take a port, answer, start the IVR. */
+      async onInvite(this: any, call: InboundCall) {
+        const pool = this.pool as PortPool;
+        let channel: Channel | undefined;
+        for (let tries = 0; !channel && tries < 5; tries++) {
+          const port = pool.acquire(Date.now());
+          if (port === undefined) break;
+          try {
+            channel = await Channel.open({ channelId: `${config.nodeId}:${port}:${++this.counter}`, port, host: config.sipHost, call });
+          } catch (err) {
+            // Another process holds the port: keep it out of the pool for a while.
+            this.logger.warn(`RTP port unavailable [port:${port}] ${(err as Error).message}`);
+            pool.quarantine(port, Date.now());
+          }
+        }
+        if (!channel) {
+          this.logger.warn(`no free RTP port: call refused [call:${call.callId} from:${call.fromUri}]`);
+          call.reject(503, 'Service Unavailable');
+          return;
+        }
+        try {
+          channel.answer();
+        } catch (err) {
+          this.logger.warn(`offer refused [call:${call.callId}] ${(err as Error).message}`);
+          channel.close();
+          pool.release(channel.port, Date.now());
+          call.reject(488, 'Not Acceptable Here');
+          return;
+        }
+        const state: CallState = { channel, ivr: initialIvrState() };
+        this.calls.set(channel.channelId, state);
+        this.logger.info(`call answered [call:${call.callId} from:${call.fromUri} port:${channel.port} codec:${channel.codec}]`);
+        channel.onDigit = (d, via) => {
+          this.logger.debug(`digit [port:${channel!.port} via:${via}] ${d}`);
+          this.input(state, { type: 'digit', digit: d });
+        };
+        channel.onPromptsDone = () => {
+          if (channel!.hangupAfterPrompts) void this.hangup(state, 'ivr');
+        };
+        call.once('terminated', (reason: string) => this.teardown(state, reason));
+        channel.phase = state.ivr.phase;
+        this.input(state, { type: 'start' });
+      },
+
+      /** Feeds an input to the caller's IVR and carries out the effects. */
+      input(this: any, c: CallState, inp: IvrInput) {
+        const { state, effects } = stepIvr(c.ivr, inp, ivrOpts);
+        c.ivr = state;
+        c.channel.phase = state.phase;
+        for (const fx of effects) this.effect(c, fx);
+      },
+
+      effect(this: any, c: CallState, fx: IvrEffect) {
+        const ch = c.channel;
+        switch (fx.type) {
+          case 'play':
+            ch.play((this.prompts as PromptAudio)[fx.prompt]);
+            break;
+          case 'stop-prompts':
+            ch.stopPrompts();
+            break;
+          case 'start-digit-timer':
+            clearTimeout(c.digitTimer);
+            // The caller gets the full timeout after the prompts have finished.
+            c.digitTimer = setTimeout(() => this.input(c, { type: 'digit-timeout' }), (config.digitTimeoutS + ch.promptSecondsLeft) * 1000);
+            break;
+          case 'clear-digit-timer':
+            clearTimeout(c.digitTimer);
+            break;
+          case 'verify':
+            this.verify(c, fx.eventId, fx.pin).then(
+              (r: { ok: true } | { ok: false; reason: VerifyFailure }) => this.input(c, { type: 'verified', ...r } as IvrInput),
+              (err: Error) => {
+                this.logger.error(`verify failed [event:${fx.eventId} port:${ch.port}]`, err);
+                this.input(c, { type: 'verified', ok: false, reason: 'service-unavailable' });
+              },
+            );
+            break;
+          case 'end-event':
+            this.logger.info(`end code keyed [event:${fx.eventId} port:${ch.port}]`);
+            this.broker.call('event.end', { eventId: fx.eventId, reason: 'end-code' }).catch((err: Error) => {
+              this.logger.warn(`end code not applied [event:${fx.eventId}] ${err.message}`);
+            });
+            break;
+          case 'hangup':
+            ch.hangupAfterPrompts = true;
+            if (!ch.playing) void this.hangup(c, fx.reason);
+            break;
+        }
+      },
+
+      /** Checks the PIN without DB or storage, then joins the event (just-in-time binding). */
+      async verify(this: any, c: CallState, eventId: string, pin: string): Promise<{ ok: true } | { ok: false; reason: VerifyFailure }> {
+        const throttle = this.throttle as FailureThrottle;
+        const now = Date.now();
+        if (throttle.locked(eventId, now)) {
+          this.logger.warn(`PIN attempts throttled [event:${eventId} port:${c.channel.port}]`);
+          return { ok: false, reason: 'throttled' };
+        }
+        if (!pinMatches(config.secret, eventId, pin)) {
+          throttle.fail(eventId, now);
+          this.logger.warn(`wrong PIN [event:${eventId} port:${c.channel.port} from:${c.channel.call.fromUri}]`);
+          return { ok: false, reason: 'wrong-pin' };
+        }
+        const res = (await this.broker.call(
+          'event.join',
+          { eventId, nodeId: config.nodeId, channelId: c.channel.channelId, port: c.channel.port },
+          { timeout: 5000 },
+        )) as JoinResult;
+        if (!res.ok) {
+          this.logger.info(`join refused [event:${eventId} status:${res.status}] ${res.reason}`);
+          return { ok: false, reason: 'event-unavailable' };
+        }
+        if (!this.calls.has(c.channel.channelId)) return { ok: false, reason: 'event-unavailable' }; // hung up meanwhile
+        c.channel.eventId = eventId;
+        this.joinConference(c, eventId);
+        this.logger.info(`caller live [event:${eventId} port:${c.channel.port} call:${c.channel.call.callId}]`);
+        return { ok: true };
+      },
+
+      joinConference(this: any, c: CallState, eventId: string) {
+        let conf = (this.conferences as Map<string, Conference>).get(eventId);
+        if (!conf) {
+          conf = {
+            eventId,
+            port: c.channel.port,
+            mixer: new ConferenceMixer(),
+            members: new Set(),
+            encoderPending: false,
+            ssrc: randomInt(1, 2 ** 32 - 1),
+            seq: randomInt(0, 65536),
+            ts: randomInt(0, 2 ** 32 - 1),
+          };
+          this.conferences.set(eventId, conf);
+          this.startEncoder(conf);
+        }
+        conf.members.add(c.channel.channelId);
+        conf.mixer.add(c.channel.channelId);
+        c.channel.onAudio = (pcm) => conf!.mixer.push(c.channel.channelId, pcm);
+      },
+
+      /** Binds an encoder port to the conference; retried every few seconds until one answers. */
+      async startEncoder(this: any, conf: Conference) {
+        if (conf.encoderPending || conf.encoder) return;
+        conf.encoderPending = true;
+        try {
+          const enc = (await this.broker.call(
+            'encoder-port.start',
+            { eventId: conf.eventId, format: 'hls', port: conf.port, voiceNodeId: config.nodeId },
+            { timeout: 10_000 },
+          )) as EncoderStartResult;
+          if (this.conferences.get(conf.eventId) !== conf) {
+            // Everyone left while the encoder was starting.
+            await this.broker.call('encoder-port.stop', { streamId: enc.streamId }).catch(() => {});
+            return;
+          }
+          conf.encoder = enc;
+          this.logger.info(`stream bound [event:${conf.eventId} port:${conf.port} stream:${enc.streamId} encoder:${enc.rtpHost}:${enc.rtpPort}]`);
+        } catch (err) {
+          this.logger.error(`no encoder for the conference, retrying in 3 s [event:${conf.eventId} port:${conf.port}] ${(err as Error).message}`);
+          setTimeout(() => {
+            if (this.conferences.get(conf.eventId) === conf) this.startEncoder(conf);
+          }, 3000).unref();
+        } finally {
+          conf.encoderPending = false;
+        }
+      },
+
+      /** One 20 ms frame: mix every conference, feed its encoder, send each caller its audio. */
+      onFrame(this: any) {
+        const minus = new Map<string, Int16Array>();
+        for (const conf of (this.conferences as Map<string, Conference>).values()) {
+          const mix = conf.mixer.tick();
+          for (const [id, pcm] of mix.minus) minus.set(id, pcm);
+          conf.ts = (conf.ts + FRAME_SAMPLES) >>> 0;
+          conf.seq = (conf.seq + 1) & 0xffff;
+          if (conf.encoder) {
+            const pkt = serializeRtp({
+              marker: false,
+              payloadType: 0,
+              sequenceNumber: conf.seq,
+              timestamp: conf.ts,
+              ssrc: conf.ssrc,
+              csrcs: [],
+              paddingLength: 0,
+              payload: encodeUlaw(mix.cast),
+            });
+            (this.castSocket as Socket).send(pkt, conf.encoder.rtpPort, conf.encoder.rtpHost);
+          }
+        }
+        for (const c of (this.calls as Map<string, CallState>).values()) {
+          c.channel.sendFrame(minus.get(c.channel.channelId));
+        }
+      },
+
+      /** Releases callers that have sent no RTP for the silence timeout. */
+      sweepSilent(this: any) {
+        const limit = Date.now() - config.rtpSilenceTimeoutS * 1000;
+        for (const c of (this.calls as Map<string, CallState>).values()) {
+          if (c.channel.lastRtpAt < limit) {
+            this.logger.warn(`caller silent for ${config.rtpSilenceTimeoutS} s: released [port:${c.channel.port} call:${c.channel.call.callId}]`);
+            void this.hangup(c, 'rtp-timeout');
+          }
+        }
+        (this.throttle as FailureThrottle).sweep(Date.now());
+      },
+
+      async hangup(this: any, c: CallState, reason: string) {
+        this.logger.info(`hanging up [port:${c.channel.port} call:${c.channel.call.callId} reason:${reason}]`);
+        try {
+          await c.channel.call.hangup();
+        } finally {
+          this.teardown(c, reason);
+        }
+      },
+
+      /** Frees everything a call held (idempotent): conference seat, event membership, port. */
+      teardown(this: any, c: CallState, reason: string) {
+        const ch = c.channel;
+        if (!this.calls.delete(ch.channelId)) return;
+        clearTimeout(c.digitTimer);
+        ch.close();
+        (this.pool as PortPool).release(ch.port, Date.now());
+        this.logger.info(`call ended [port:${ch.port} call:${ch.call.callId} reason:${reason} rtpIn:${ch.stats.rtpIn} foreign:${ch.stats.rtpForeign}]`);
+        const eventId = ch.eventId;
+        if (!eventId) return;
+        this.broker.call('event.leave', { eventId, channelId: ch.channelId }).catch((err: Error) => {
+          this.logger.warn(`leave not recorded [event:${eventId} port:${ch.port}] ${err.message}`);
+        });
+        const conf = (this.conferences as Map<string, Conference>).get(eventId);
+        if (!conf) return;
+        conf.members.delete(ch.channelId);
+        conf.mixer.remove(ch.channelId);
+        if (conf.members.size === 0) this.dropConference(conf);
+      },
+
+      /** Ends a conference's stream on this server. */
+      dropConference(this: any, conf: Conference) {
+        if (this.conferences.get(conf.eventId) !== conf) return;
+        this.conferences.delete(conf.eventId);
+        if (conf.encoder) {
+          const { streamId } = conf.encoder;
+          this.broker.call('encoder-port.stop', { streamId }, { timeout: 30_000 }).catch((err: Error) => {
+            this.logger.warn(`encoder stop failed [event:${conf.eventId} stream:${streamId}] ${err.message}`);
+          });
+        }
+      },
+    },
+  } as ServiceSchema;
+}
+
+function bindUdp(host: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, host, () => {
+      s.off('error', reject);
+      s.on('error', () => {});
+      resolve(s);
+    });
+  });
+}

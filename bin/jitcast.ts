@@ -1,0 +1,217 @@
+/**
+ * The jitcast command line.
+ *   jitcast start                  one node, every role, embedded defaults (what `npm start` runs)
+ *   jitcast node --roles a,b …     one cluster node
+ *   jitcast status [--json]        the cluster at a glance
+ *   jitcast reserve --title T …    reserve an event
+ *   jitcast events [--json]        list events
+ *   jitcast event ID [--json]      one event
+ *   jitcast end ID                 end a live event
+ * Every config flag also reads from the environment as JITCAST_<FLAG> (see cluster.config.ts).
+ */
+import { parseArgs } from 'node:util';
+import { ALL_ROLES, keyOfFlag, loadConfig, type ConfigOverrides, type JitcastConfig } from '../cluster.config.ts';
+import { JitcastError } from '../runtime/errors.ts';
+
+const CONFIG_FLAGS = [
+  'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'http-host', 'http-port', 'public-url',
+  'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
+  'auth-code-timeout-s', 'port-reuse-timeout-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
+  'log-level',
+];
+
+const HELP = `jitcast — phone-to-web conference casting
+
+Usage:
+  jitcast start [flags]                 run one node with every role (embedded mode)
+  jitcast node --roles R1,R2 [flags]    run one cluster node (roles: ${ALL_ROLES.join(', ')}, all)
+  jitcast status [--json]               nodes, voice servers, channels, encoder ports, live streams
+  jitcast reserve --title T [--starts-at ISO] [--archive-days N] [--password P] [--json]
+  jitcast events [--json]               list events
+  jitcast event EVENT_ID [--json]       show one event
+  jitcast end EVENT_ID                  end a live event now
+
+Flags (each also read from JITCAST_<FLAG>, e.g. JITCAST_HTTP_PORT):
+  ${CONFIG_FLAGS.map((f) => `--${f}`).join(' ')}
+
+Client commands talk to the node's HTTP API at --url (default: the configured public URL)
+with the API key from JITCAST_API_KEYS or <data-dir>/api-key.`;
+
+function parse(argv: string[]) {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    url: { type: 'string' },
+    title: { type: 'string' },
+    'starts-at': { type: 'string' },
+    'archive-days': { type: 'string' },
+    password: { type: 'string' },
+  };
+  for (const f of CONFIG_FLAGS) options[f] = { type: 'string' };
+  return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+}
+
+function configFrom(values: Record<string, unknown>): JitcastConfig {
+  const overrides: ConfigOverrides = {};
+  for (const [flag, v] of Object.entries(values)) {
+    const key = keyOfFlag(flag);
+    if (key && typeof v === 'string') overrides[key] = v;
+  }
+  return loadConfig(overrides);
+}
+
+async function runNode(config: JitcastConfig, banner: boolean): Promise<void> {
+  const { startNode } = await import('../runtime/node.ts');
+  const node = await startNode(config);
+  if (banner) {
+    const roles = config.roles.length === ALL_ROLES.length ? 'all roles' : config.roles.join(', ');
+    const lines = [
+      '',
+      `  jitcast node ${config.nodeId} is up (${roles}; ${config.natsUrl ? `cluster via ${config.natsUrl}` : 'embedded mode'})`,
+      `  HTTP API and attendee pages   ${config.publicUrl}`,
+      `  SIP dial-in                   sip:jitcast@${config.sipHost}:${config.sipPort} (UDP)`,
+      `  API key                       ${config.apiKeys[0]}`,
+      `  data directory                ${config.dataDir}`,
+      '',
+      `  Reserve:  curl -s -X POST ${config.publicUrl}/api/events -H 'Authorization: Bearer ${config.apiKeys[0]}' \\`,
+      `              -H 'Content-Type: application/json' -d '{"title":"My first cast"}'`,
+      '',
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+  }
+  const stop = async (sig: string) => {
+    process.stdout.write(`\n  ${sig}: stopping node ${config.nodeId}…\n`);
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    await node.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function api(config: JitcastConfig, url: string | undefined, method: string, path: string, body?: unknown): Promise<any> {
+  const base = url ?? config.publicUrl;
+  let res: Response;
+  try {
+    res = await fetch(base + path, {
+      method,
+      headers: { Authorization: `Bearer ${config.apiKeys[0]}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch (err) {
+    throw new Error(`cannot reach jitcast at ${base} (${(err as Error).message}); is a node running? (npm start)`);
+  }
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : undefined;
+  if (!res.ok) throw new Error(`${res.status} ${data?.error?.code ?? ''}: ${data?.error?.message ?? text}`);
+  return data;
+}
+
+function table(rows: Record<string, unknown>[], cols: string[]): string {
+  if (rows.length === 0) return '  (none)\n';
+  const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
+  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)));
+  const line = (vals: string[]) => '  ' + vals.map((v, i) => v.padEnd(widths[i])).join('  ') + '\n';
+  return line(cols) + line(widths.map((w) => '-'.repeat(w))) + cells.map(line).join('');
+}
+
+/** Renders `GET /api/cluster` for people. */
+export function renderStatus(s: any): string {
+  let out = `jitcast cluster — ${s.nodes?.length ?? 0} node(s), archive leader: ${s.archiveLeader ?? 'n/a'}\n\nNodes\n`;
+  out += table(s.nodes ?? [], ['id', 'dataCenter', 'roles', 'address', 'available']);
+  out += '\nVoice servers\n';
+  out += table(
+    (s.voiceServers ?? []).map((v: any) => ({
+      node: v.nodeId,
+      dc: v.dataCenter,
+      sip: `${v.sip.host}:${v.sip.port}`,
+      ports: `${v.portRange.min}-${v.portRange.max}`,
+      busy: v.ports.busy,
+      free: v.ports.available,
+      resting: v.ports.resting,
+      channels: v.channels.length,
+    })),
+    ['node', 'dc', 'sip', 'ports', 'busy', 'free', 'resting', 'channels'],
+  );
+  out += '\nChannels\n';
+  out += table(
+    (s.voiceServers ?? []).flatMap((v: any) => v.channels.map((c: any) => ({ node: v.nodeId, port: c.port, state: c.phase, event: c.eventId ?? '', caller: c.caller, codec: c.codec, since: c.since }))),
+    ['node', 'port', 'state', 'event', 'caller', 'codec', 'since'],
+  );
+  out += '\nEncoder ports\n';
+  out += table(
+    (s.encoderPorts ?? []).map((e: any) => ({ node: e.nodeId, port: e.rtpPort, event: e.eventId, stream: e.streamId, state: e.state })),
+    ['node', 'port', 'event', 'stream', 'state'],
+  );
+  out += '\nLive streams\n';
+  out += table(s.streams ?? [], ['eventId', 'streamId', 'nodeId', 'dataCenter', 'port', 'startedAt', 'lastSeenAt']);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const { values, positionals } = parse(argv);
+  const cmd = positionals[0] ?? 'help';
+  if (values.help || cmd === 'help') {
+    process.stdout.write(HELP + '\n');
+    return;
+  }
+  const config = configFrom(values);
+  const url = values.url as string | undefined;
+  const json = values.json === true;
+  switch (cmd) {
+    case 'start':
+      return runNode(config, true);
+    case 'node':
+      return runNode(config, true);
+    case 'status': {
+      const s = await api(config, url, 'GET', '/api/cluster');
+      process.stdout.write(json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s));
+      return;
+    }
+    case 'reserve': {
+      if (!values.title) throw new Error('reserve needs --title');
+      const body: Record<string, unknown> = { title: values.title };
+      if (values['starts-at']) body.startsAt = values['starts-at'];
+      if (values['archive-days']) body.archiveDays = Number(values['archive-days']);
+      if (values.password) body.password = values.password;
+      const e = await api(config, url, 'POST', '/api/events', body);
+      process.stdout.write(
+        json
+          ? JSON.stringify(e, null, 2) + '\n'
+          : `Reserved "${e.title}"\n  event ID      ${e.eventId}\n  PIN           ${e.pin}\n  attendee link ${e.attendeeUrl}\n  host link     ${e.hostUrl}\n  dial in       sip:jitcast@${config.sipHost}:${config.sipPort}, key ${e.eventId}# then ${e.pin}#\n`,
+      );
+      return;
+    }
+    case 'events': {
+      const list = await api(config, url, 'GET', '/api/events');
+      const events = Array.isArray(list) ? list : (list.events ?? []);
+      process.stdout.write(json ? JSON.stringify(events, null, 2) + '\n' : table(events.map((e: any) => ({ ...e, streams: e.streams?.length ?? 0 })), ['eventId', 'status', 'title', 'callers', 'streams', 'createdAt']));
+      return;
+    }
+    case 'event': {
+      const id = positionals[1];
+      if (!id) throw new Error('event needs an event ID');
+      const e = await api(config, url, 'GET', `/api/events/${encodeURIComponent(id)}`);
+      process.stdout.write(JSON.stringify(e, null, 2) + '\n');
+      return;
+    }
+    case 'end': {
+      const id = positionals[1];
+      if (!id) throw new Error('end needs an event ID');
+      const e = await api(config, url, 'POST', `/api/events/${encodeURIComponent(id)}/end`);
+      process.stdout.write(`event ${e.eventId} is ${e.status}\n`);
+      return;
+    }
+    default:
+      throw new Error(`unknown command '${cmd}' (try: jitcast help)`);
+  }
+}
+
+main().catch((err: Error) => {
+  const code = err instanceof JitcastError ? ` [${err.type}]` : '';
+  process.stderr.write(`jitcast: ${err.message}${code}\n`);
+  process.exit(1);
+});
+
