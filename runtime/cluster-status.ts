@@ -1,0 +1,63 @@
+/**
+ * Collects the cluster at a glance for `GET /api/cluster` and `jitcast status`: every node with
+ * its data center and roles, every voice server's ports and channels, every encoder port, the
+ * live streams, and the archive coordinator. Asks each actor where it runs; a node that does not
+ * answer in time is shown with its error instead of holding the whole answer up.
+ */
+import type { ServiceBroker } from 'moleculer';
+
+/** What `GET /api/cluster` returns. */
+export interface ClusterStatus {
+  generatedAt: string;
+  nodes: Array<{ id: string; dataCenter?: string; roles?: string[]; address?: string; available: boolean; local: boolean }>;
+  voiceServers: any[];
+  encoderPorts: any[];
+  streams: any[];
+  archiveLeader?: string;
+  errors: Array<{ nodeId: string; action: string; message: string }>;
+}
+
+function nodesRunning(broker: ServiceBroker, service: string): string[] {
+  const list = broker.registry.getServiceList({ onlyAvailable: true, withActions: false }) as Array<{ name: string; nodeID: string }>;
+  return [...new Set(list.filter((s) => s.name === service).map((s) => s.nodeID))].sort();
+}
+
+/** Gathers the status from every node (1.5 s per call at most). */
+export async function collectClusterStatus(broker: ServiceBroker): Promise<ClusterStatus> {
+  const errors: ClusterStatus['errors'] = [];
+  const ask = async (action: string, nodeID: string, params: object = {}) => {
+    try {
+      return await broker.call(action, params, { nodeID, timeout: 1500 });
+    } catch (err) {
+      errors.push({ nodeId: nodeID, action, message: (err as Error).message });
+      return undefined;
+    }
+  };
+  const nodes = (broker.registry.getNodeList({ onlyAvailable: false, withServices: false }) as any[]).map((n) => ({
+    id: n.id as string,
+    dataCenter: n.metadata?.dataCenter as string | undefined,
+    roles: n.metadata?.roles as string[] | undefined,
+    address: (n.ipList?.[0] ?? n.hostname) as string | undefined,
+    available: n.available as boolean,
+    local: n.local as boolean,
+  }));
+  const [voiceServers, encoderLists, streams] = await Promise.all([
+    Promise.all(nodesRunning(broker, 'voice-server').map((id) => ask('voice-server.status', id))),
+    Promise.all(nodesRunning(broker, 'encoder-port').map((id) => ask('encoder-port.list', id))),
+    nodesRunning(broker, 'monitoring').length ? broker.call('monitoring.activeStreams', {}, { timeout: 1500 }).catch((err: Error) => {
+      errors.push({ nodeId: '-', action: 'monitoring.activeStreams', message: err.message });
+      return [];
+    }) : [],
+  ]);
+  const encoderPorts = encoderLists.flatMap((l: any) => (Array.isArray(l) ? l : (l?.ports ?? [])));
+  return {
+    generatedAt: new Date().toISOString(),
+    nodes,
+    voiceServers: voiceServers.filter(Boolean),
+    encoderPorts,
+    streams: streams as any[],
+    // One coordinator per cluster until the elected leader of issue 4: the first node running it.
+    archiveLeader: nodesRunning(broker, 'archive-coordinator')[0],
+    errors,
+  };
+}
