@@ -1,0 +1,326 @@
+/**
+ * Attendee access (DESIGN.md "Attendee access"): checks the signed attendee link with the cluster
+ * secret alone (no DB, no storage), answers the HLS master playlist of every live stream of the
+ * event with short-lived auth codes, serves the live and archived stream files behind those codes,
+ * the archive as one VOD playlist, a status document and the player page.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Context, ServiceSchema } from 'moleculer';
+import type { JitcastConfig } from '../cluster.config.ts';
+import type { EventInfo, EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
+import { ForbiddenError, NotFoundError } from '../runtime/errors.ts';
+import { TokenError, passwordMatches, signAuthCode, verifyAuthCode, verifyToken, type AccessClaims } from '../codecs/token.ts';
+import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';
+import { addQueryToSegments, archivePlaylist, masterPlaylist, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, type MediaPlaylist } from '../codecs/hls.ts';
+import { errorPageCsp, playerPageCsp, renderErrorPage, renderPlayerPage } from '../web/player-page.ts';
+
+/** Files a live stream directory may be asked for: ffmpeg's playlist and its numbered TS segments. */
+const LIVE_FILE_RE = /^(index\.m3u8|seg\d{5}\.ts)$/;
+/** Files of an archived stream an attendee may fetch: segments only (the playlist comes rebuilt via `archive`). */
+const ARCHIVE_FILE_RE = /^seg\d{5}\.ts$/;
+const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+/** Header the player page sends for password-protected events. */
+export const PASSWORD_HEADER = 'x-event-password';
+
+/** `status` answer: what the player page needs to pick its state. */
+export interface AttendeeStatus {
+  eventId: string;
+  title: string | null;
+  status: EventStatus | 'unknown';
+  startsAt: string | null;
+  live: boolean;
+  archiveReady: boolean;
+  role: AccessClaims['r'];
+}
+
+/** Tuning knobs for specs; production uses the defaults. */
+export interface AttendeeAccessOptions {
+  /** How long status/page wait for the event actor before answering from the token alone. Default 1500 ms. */
+  eventTimeoutMs?: number;
+  /** Clock in unix seconds. Default the wall clock. */
+  nowS?: () => number;
+}
+
+interface TokenParams {
+  token: string;
+}
+interface FileParams {
+  streamId: string;
+  file: string;
+  a?: string;
+}
+
+type Meta = {
+  $statusCode?: number;
+  $responseType?: string;
+  $responseHeaders?: Record<string, string>;
+  /** Request headers, when the gateway passes them on (lower-case names). */
+  headers?: Record<string, string | string[] | undefined>;
+  /** The X-Event-Password header, when the gateway passes it on by itself. */
+  eventPassword?: string;
+};
+type Ctx<P> = Context<P, Meta>;
+
+const TOKEN_MESSAGES: Record<TokenError['code'], string> = {
+  TOKEN_MALFORMED: 'this attendee link is malformed',
+  TOKEN_BAD_SIGNATURE: 'this attendee link is not valid: its signature does not match (it may have been altered)',
+  TOKEN_EXPIRED: 'this attendee link has expired',
+  TOKEN_BAD_CLAIMS: 'this attendee link is malformed (its claims are invalid)',
+};
+
+/** Creates the `attendee-access` actor. */
+export function createAttendeeAccessService(config: JitcastConfig, options: AttendeeAccessOptions = {}): ServiceSchema {
+  const now = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+  const eventTimeoutMs = options.eventTimeoutMs ?? 1500;
+  const liveDir = join(config.dataDir, 'live');
+
+  /** Claims of a token that verifies; ForbiddenError (403) naming the reason otherwise. */
+  function claimsOf(token: unknown): AccessClaims {
+    try {
+      return verifyToken(config.secret, typeof token === 'string' ? token : '', now());
+    } catch (err) {
+      if (err instanceof TokenError) throw new ForbiddenError(TOKEN_MESSAGES[err.code] ?? err.message);
+      throw err;
+    }
+  }
+
+  /** Claims of a token that verifies and, if it carries a password proof, whose password was sent. */
+  function authorize(ctx: Ctx<TokenParams>): AccessClaims {
+    const claims = claimsOf(ctx.params.token);
+    if (claims.p !== undefined && !passwordMatches(config.secret, claims, passwordOf(ctx.meta) ?? '')) {
+      throw new ForbiddenError(`event ${claims.e} needs its password (X-Event-Password)`, 'PASSWORD_REQUIRED');
+    }
+    return claims;
+  }
+
+  function code(eventId: string, streamId: string): string {
+    return signAuthCode(config.secret, eventId, streamId, now() + config.authCodeTimeoutS);
+  }
+
+  /** Validates a stream file request and its auth code; returns the stream's event ID. */
+  function checkFile(params: FileParams, fileRe: RegExp): string {
+    const { streamId, file, a } = params;
+    if (!isValidStreamId(streamId) || typeof file !== 'string' || !fileRe.test(file)) {
+      throw new NotFoundError(`no such stream file`);
+    }
+    const eventId = eventIdOfStream(streamId);
+    if (typeof a !== 'string' || !verifyAuthCode(config.secret, a, eventId, streamId, now())) {
+      throw new ForbiddenError(`auth code for stream ${streamId} is missing, wrong or expired`);
+    }
+    return eventId;
+  }
+
+  /** `event.get`, or undefined when the event actor is unreachable or slow (status still answers). */
+  async function eventView(ctx: Context, eventId: string): Promise<EventView | undefined> {
+    try {
+      return await ctx.call<EventView, { eventId: string }>('event.get', { eventId }, { timeout: eventTimeoutMs });
+    } catch (err) {
+      if (isEventNotFound(err)) throw err;
+      ctx.service?.logger.warn(`event actor unreachable, answering from the token [event:${eventId}] ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  return {
+    name: 'attendee-access',
+
+    actions: {
+      /** HLS master playlist: one identical variant per live stream, each with a fresh auth code. */
+      live: {
+        async handler(ctx: Ctx<TokenParams>): Promise<string> {
+          const { e: eventId } = authorize(ctx);
+          const streams = await ctx.call<StreamDataset[], { eventId: string }>('monitoring.activeStreams', { eventId });
+          const alive = streams.filter((s) => s.eventId === eventId && isValidStreamId(s.streamId));
+          if (alive.length === 0) throw new NotFoundError(`event ${eventId} is not live`);
+          ctx.meta.$responseType = PLAYLIST_TYPE;
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache, no-store', 'Referrer-Policy': 'no-referrer' };
+          return masterPlaylist(alive.map((s) => ({ uri: `/s/${s.streamId}/index.m3u8?a=${code(eventId, s.streamId)}` })));
+        },
+      },
+
+      /** A live stream's playlist (segments carry the code, ENDLIST stripped) or segment. */
+      liveFile: {
+        async handler(ctx: Ctx<FileParams>): Promise<Buffer | string> {
+          checkFile(ctx.params, LIVE_FILE_RE);
+          const { streamId, file, a } = ctx.params;
+          // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
+          const alive = await ctx.call<boolean, { streamId: string }>('monitoring.isAlive', { streamId });
+          if (!alive) throw new NotFoundError(`stream ${streamId} is not live`);
+          let data: Buffer;
+          try {
+            data = await readFile(join(liveDir, streamId, file));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`stream ${streamId} has no ${file} yet`);
+            throw err;
+          }
+          if (file === 'index.m3u8') {
+            let playlist;
+            try {
+              playlist = parseMediaPlaylist(data.toString('utf8'));
+            } catch (err) {
+              // ffmpeg rewrites the playlist in place; a half-written one is "not there yet" for the player.
+              throw new NotFoundError(`stream ${streamId} playlist is not readable yet: ${(err as Error).message}`);
+            }
+            // A redundant stream that stops must not end the listener's playback: no ENDLIST. Once
+            // monitoring drops the stream it answers 404 above and the player moves on.
+            const out = { ...addQueryToSegments(playlist, `a=${a}`), ended: false };
+            ctx.meta.$responseType = PLAYLIST_TYPE;
+            ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache' };
+            return serializeMediaPlaylist(out);
+          }
+          ctx.meta.$responseType = 'video/mp2t';
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'private, max-age=60' };
+          return data;
+        },
+      },
+
+      /** The archive as one VOD playlist built from the virtual archive, DISCONTINUITY between fragments. */
+      archive: {
+        async handler(ctx: Ctx<TokenParams>): Promise<string> {
+          const { e: eventId } = authorize(ctx);
+          const info = await ctx.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+          if (!info.archive || info.archive.length === 0) {
+            throw new NotFoundError(`event ${eventId} has no archive yet (status: ${info.status})`);
+          }
+          // Several fragments may cut the same stream: read and parse each stored playlist once.
+          const playlists = new Map<string, Promise<MediaPlaylist>>();
+          const playlistOf = (streamId: string): Promise<MediaPlaylist> => {
+            let p = playlists.get(streamId);
+            if (!p) {
+              p = ctx
+                .call<Buffer | { type: 'Buffer'; data: number[] }, { eventId: string; streamId: string; file: string }>(
+                  'content-storage.readStreamFile',
+                  { eventId, streamId, file: 'index.m3u8' },
+                )
+                .then((b) => parseMediaPlaylist(asBuffer(b).toString('utf8')));
+              playlists.set(streamId, p);
+            }
+            return p;
+          };
+          const parts = await Promise.all(
+            info.archive.map(async (f) => {
+              if (!isValidStreamId(f.streamId) || eventIdOfStream(f.streamId) !== eventId) {
+                throw new NotFoundError(`archive of event ${eventId} names a foreign stream ${f.streamId}`);
+              }
+              const segments = sliceSegments(await playlistOf(f.streamId), f.start, f.end);
+              const a = code(eventId, f.streamId);
+              return {
+                segments: segments.map((s) => ({ ...s, uri: `/a/${f.streamId}/${baseName(s.uri)}?a=${a}` })),
+              };
+            }),
+          );
+          ctx.meta.$responseType = PLAYLIST_TYPE;
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache, no-store', 'Referrer-Policy': 'no-referrer' };
+          return archivePlaylist(parts);
+        },
+      },
+
+      /** One archived segment, behind its auth code. */
+      archiveFile: {
+        async handler(ctx: Ctx<FileParams>): Promise<Buffer> {
+          const eventId = checkFile(ctx.params, ARCHIVE_FILE_RE);
+          const { streamId, file } = ctx.params;
+          const data = await ctx.call<Buffer | { type: 'Buffer'; data: number[] }, { eventId: string; streamId: string; file: string }>(
+            'content-storage.readStreamFile',
+            { eventId, streamId, file },
+          );
+          ctx.meta.$responseType = 'video/mp2t';
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'private, max-age=3600' };
+          return asBuffer(data);
+        },
+      },
+
+      /** What the player page polls: status, live, archive readiness; from the token alone if the event actor is away. */
+      status: {
+        async handler(ctx: Ctx<TokenParams>): Promise<AttendeeStatus> {
+          const claims = authorize(ctx);
+          const view = await eventView(ctx, claims.e);
+          ctx.meta.$responseType = 'application/json; charset=utf-8';
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer' };
+          if (!view) {
+            return { eventId: claims.e, title: null, status: 'unknown', startsAt: null, live: false, archiveReady: false, role: claims.r };
+          }
+          return {
+            eventId: claims.e,
+            title: view.title,
+            status: view.status,
+            startsAt: view.startsAt ?? null,
+            live: view.status === 'live' && Array.isArray(view.streams) && view.streams.length > 0,
+            archiveReady: view.status === 'archived' && Array.isArray(view.archive) && view.archive.length > 0,
+            role: claims.r,
+          };
+        },
+      },
+
+      /** The player page, or a friendly error page (403/404) for a bad link. */
+      page: {
+        async handler(ctx: Ctx<Partial<TokenParams>>): Promise<string> {
+          ctx.meta.$responseType = 'text/html; charset=utf-8';
+          const baseHeaders = { 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer', 'X-Content-Type-Options': 'nosniff' };
+          const fail = (statusCode: number, heading: string, message: string): string => {
+            ctx.meta.$statusCode = statusCode;
+            ctx.meta.$responseHeaders = { ...baseHeaders, 'Content-Security-Policy': errorPageCsp() };
+            return renderErrorPage({ heading, message });
+          };
+          let claims: AccessClaims;
+          try {
+            claims = claimsOf(ctx.params.token);
+          } catch (err) {
+            if (!(err instanceof ForbiddenError)) throw err;
+            return fail(403, 'This link does not work', `Sorry, ${err.message}. Please ask the organizer for a new link.`);
+          }
+          const needsPassword = claims.p !== undefined;
+          let title = `Event ${claims.e}`;
+          if (!needsPassword) {
+            // The title of a password-protected event is only shown once status.json has the password.
+            try {
+              const view = await eventView(ctx, claims.e);
+              if (view?.title) title = view.title;
+            } catch (err) {
+              if (isEventNotFound(err)) {
+                return fail(404, 'Event not found', `Sorry, event ${claims.e} does not exist (any more).`);
+              }
+              throw err;
+            }
+          }
+          const nonce = randomBytes(18).toString('base64');
+          ctx.meta.$responseHeaders = { ...baseHeaders, 'Content-Security-Policy': playerPageCsp(nonce) };
+          return renderPlayerPage({
+            title,
+            eventId: claims.e,
+            nonce,
+            needsPassword,
+            // Refresh codes at about half their lifetime, so a listener never holds an expired one.
+            codeRefreshS: Math.max(10, Math.floor(config.authCodeTimeoutS / 2)),
+          });
+        },
+      },
+    },
+  };
+}
+
+/** The password the client sent, from the header the gateway passes on. */
+function passwordOf(meta: Meta): string | undefined {
+  if (typeof meta.eventPassword === 'string') return meta.eventPassword;
+  const h = meta.headers?.[PASSWORD_HEADER];
+  return Array.isArray(h) ? h[0] : h;
+}
+
+/** Buffers lose their class over NATS (`{type: 'Buffer', data}`); bring them back. */
+function asBuffer(b: Buffer | { type: 'Buffer'; data: number[] } | Uint8Array): Buffer {
+  if (Buffer.isBuffer(b)) return b;
+  if (b instanceof Uint8Array) return Buffer.from(b);
+  return Buffer.from(b.data);
+}
+
+/** The event actor's own "no such event" (Moleculer's SERVICE_NOT_FOUND is a 404 too, but means unreachable). */
+function isEventNotFound(err: unknown): boolean {
+  return err instanceof NotFoundError || (err as { type?: string } | null)?.type === 'NOT_FOUND';
+}
+
+function baseName(uri: string): string {
+  const path = uri.split('?')[0] ?? '';
+  return path.slice(path.lastIndexOf('/') + 1);
+}
