@@ -105,6 +105,7 @@ const byType: Record<string, new (...args: any[]) => JitcastError> = {
   MALFORMED_BODY: MalformedBodyError,
   UNAUTHORIZED: UnauthorizedError,
   FORBIDDEN: ForbiddenError,
+  PASSWORD_REQUIRED: ForbiddenError,
   NOT_FOUND: NotFoundError,
   STATE_CONFLICT: StateConflictError,
   PAYLOAD_TOO_LARGE: PayloadTooLargeError,

@@ -228,6 +228,6 @@ describe('event-info', () => {
 
   it('parseEventInfo() accepts exponent notation in fragment offsets', () => {
     const xml = serializeEventInfo(ARCHIVED).replace('end="1800.5"', 'end="1.8005e3"');
-    assert.equal(parseEventInfo(xml).archive![0]!.end, 1800.5);
+    assert.equal(parseEventInfo(xml).archive![0].end, 1800.5);
   });
 });

@@ -172,7 +172,7 @@ describe('hls', () => {
     const p: MediaPlaylist = { ...EVEN, segments: [{ uri: 'a.ts', duration: 2 }, { uri: 'b.ts?v=2', duration: 2, discontinuity: true }] };
     const q = addQueryToSegments(p, 'ac=1.x');
     assert.deepEqual(q.segments, [{ uri: 'a.ts?ac=1.x', duration: 2 }, { uri: 'b.ts?v=2&ac=1.x', duration: 2, discontinuity: true }]);
-    assert.equal(p.segments[0]!.uri, 'a.ts');
+    assert.equal(p.segments[0].uri, 'a.ts');
     assert.equal(q.targetDuration, 2);
   });
 

@@ -9,8 +9,8 @@ const EVENT = '12345674';
 /** The PIN computed without codecs/: HMAC-SHA256, RFC 4226 §5.3 truncation by hand, mod 10^6. */
 function independentPin(secret: string, eventId: string): string {
   const mac = createHmac('sha256', secret).update(eventId).digest();
-  const offset = mac[mac.length - 1]! & 0x0f;
-  const bin = ((mac[offset]! & 0x7f) * 2 ** 24) + mac[offset + 1]! * 2 ** 16 + mac[offset + 2]! * 2 ** 8 + mac[offset + 3]!;
+  const offset = mac[mac.length - 1] & 0x0f;
+  const bin = ((mac[offset] & 0x7f) * 2 ** 24) + mac[offset + 1] * 2 ** 16 + mac[offset + 2] * 2 ** 8 + mac[offset + 3];
   return String(bin % 1_000_000).padStart(6, '0');
 }
 

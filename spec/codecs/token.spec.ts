@@ -38,7 +38,7 @@ function forge(payloadJson: string, secret = SECRET): string {
 
 /** Flips one bit of the character at `i` within the base64url alphabet (stays base64url). */
 function flipChar(s: string, i: number): string {
-  const c = s[i]!;
+  const c = s[i];
   const swap = c === 'A' ? 'B' : 'A';
   return s.slice(0, i) + swap + s.slice(i + 1);
 }

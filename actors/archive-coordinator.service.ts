@@ -1,0 +1,140 @@
+/**
+ * `archive-coordinator` actor (DESIGN.md "archive"): builds the virtual archive of an ended event from
+ * its stored streams and reports it to the event actor (`event.archived` / `event.archiveFailed`).
+ * Idempotent per event ID: an event-info that already holds an archive is answered as is, and
+ * concurrent builds of one event share one run. Leader election is a later issue.
+ */
+import type { Context, ServiceBroker, ServiceSchema } from 'moleculer';
+import type { JitcastConfig } from '../cluster.config.ts';
+import { parseMediaPlaylist } from '../codecs/hls.ts';
+import { isValidEventId, STREAM_ID_RE } from '../codecs/ids.ts';
+import { planArchive, type Gap, type PlanStream } from '../core/archive-plan.ts';
+import type { ArchiveFragment, EventInfo, StreamRecord } from '../runtime/contracts.ts';
+import { NotFoundError, ValidationFailedError } from '../runtime/errors.ts';
+import type { StoredStream } from '../runtime/storage.ts';
+
+/** `archive-coordinator.build` reply. */
+export interface BuildResult {
+  archive: ArchiveFragment[];
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A Buffer from a reply that may have crossed a JSON transporter (`{type: 'Buffer', data}`). */
+function toBuffer(value: unknown): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  const v = value as { type?: string; data?: number[] } | undefined;
+  if (v?.type === 'Buffer' && Array.isArray(v.data)) return Buffer.from(v.data);
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  throw new TypeError('expected file contents');
+}
+
+/** A history record for a stream found only in storage (monitoring restarted): its start is in its ID. */
+function recordFromStorage(eventId: string, streamId: string): StreamRecord {
+  const m = STREAM_ID_RE.exec(streamId);
+  const startedMs = m ? parseInt(m[4]!, 36) : 0;
+  return {
+    streamId,
+    eventId,
+    nodeId: m?.[2] ?? '',
+    dataCenter: '',
+    port: m ? Number(m[3]) : 0,
+    startedAt: new Date(Number.isFinite(startedMs) ? startedMs : 0).toISOString(),
+    stored: true,
+  };
+}
+
+function parseGaps(text: string): Gap[] {
+  const raw: unknown = JSON.parse(text);
+  if (!Array.isArray(raw)) return [];
+  return raw.filter((g): g is Gap => g && typeof g.start === 'number' && typeof g.end === 'number' && g.end >= g.start);
+}
+
+/** The archive coordinator service. */
+export function createArchiveCoordinatorService(_config: JitcastConfig): ServiceSchema {
+  const inFlight = new Map<string, Promise<BuildResult>>();
+
+  async function collect(broker: ServiceBroker, eventId: string): Promise<PlanStream[]> {
+    let history: StreamRecord[] = [];
+    try {
+      history = await broker.call<StreamRecord[], { eventId: string }>('monitoring.history', { eventId });
+    } catch {
+      // Without monitoring (restarted, unreachable) storage alone still lists what was recorded.
+    }
+    const stored = await broker.call<StoredStream[], { eventId: string }>('content-storage.listStreams', { eventId });
+    const byId = new Map<string, StreamRecord>(history.map((r) => [r.streamId, r]));
+    for (const s of stored) if (!byId.has(s.streamId)) byId.set(s.streamId, recordFromStorage(eventId, s.streamId));
+    const storedFiles = new Map(stored.map((s) => [s.streamId, new Set(s.files)]));
+
+    const streams: PlanStream[] = [];
+    for (const record of byId.values()) {
+      const files = storedFiles.get(record.streamId);
+      const plan: PlanStream = { record };
+      if (files?.has('index.m3u8')) {
+        const text = toBuffer(await broker.call('content-storage.readStreamFile', { eventId, streamId: record.streamId, file: 'index.m3u8' })).toString('utf8');
+        plan.playlist = parseMediaPlaylist(text);
+      }
+      if (files?.has('gaps.json')) {
+        try {
+          plan.gaps = parseGaps(toBuffer(await broker.call('content-storage.readStreamFile', { eventId, streamId: record.streamId, file: 'gaps.json' })).toString('utf8'));
+        } catch {
+          // Gaps only refine the choice between redundant streams; a bad file must not block the archive.
+        }
+      }
+      streams.push(plan);
+    }
+    return streams;
+  }
+
+  return {
+    name: 'archive-coordinator',
+    actions: {
+      build: {
+        async handler(ctx: Context<{ eventId: string }>): Promise<BuildResult> {
+          const eventId = ctx.params?.eventId;
+          if (!isValidEventId(eventId)) throw new ValidationFailedError(`invalid event ID ${JSON.stringify(eventId)}`, { eventId: 'must be 8 digits with a valid check digit' });
+          const running = inFlight.get(eventId);
+          if (running) return running;
+          const logger = this.logger;
+          const reportFailure = async (error: string): Promise<void> => {
+            try {
+              await ctx.call('event.archiveFailed', { eventId, error });
+            } catch (err) {
+              // The event may already have moved on (another coordinator won); the refusal says so.
+              logger.warn(`archive failure not recorded [event:${eventId}] ${message(err)}`);
+            }
+          };
+          const work = (async (): Promise<BuildResult> => {
+            const info = await ctx.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+            if (info.archive && info.archive.length > 0) return { archive: info.archive };
+            let streams: PlanStream[];
+            try {
+              streams = await collect(this.broker, eventId);
+            } catch (err) {
+              const error = `stream files missing: ${message(err)}`;
+              await reportFailure(error);
+              throw new NotFoundError(`${error} [event:${eventId}]`);
+            }
+            const plan = planArchive(streams);
+            if (!plan.ok) {
+              logger.warn(`archive not built [event:${eventId} streams:${streams.length}] ${plan.reason}`);
+              await reportFailure(plan.reason);
+              throw new NotFoundError(`${plan.reason} [event:${eventId}]`);
+            }
+            await ctx.call('event.archived', { eventId, archive: plan.archive });
+            logger.info(`archive built [event:${eventId} fragments:${plan.archive.length} seconds:${plan.archive.reduce((s, f) => s + f.end - f.start, 0).toFixed(3)}]`);
+            return { archive: plan.archive };
+          })();
+          inFlight.set(eventId, work);
+          try {
+            return await work;
+          } finally {
+            inFlight.delete(eventId);
+          }
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,106 @@
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ServiceBroker } from 'moleculer';
+import { createContentStorageService } from '../../actors/content-storage.service.ts';
+import { createBroker } from '../../runtime/broker.ts';
+import type { EventInfo } from '../../runtime/contracts.ts';
+import { NotFoundError, ValidationFailedError } from '../../runtime/errors.ts';
+import { testConfig } from '../support/config.ts';
+import { EVENT_ID, STREAM_ID, sampleInfo, writeLiveDir } from '../support/event-plane.ts';
+
+const brokers: ServiceBroker[] = [];
+afterEach(async () => {
+  while (brokers.length > 0) await brokers.pop()!.stop();
+});
+
+async function start(overrides: Parameters<typeof testConfig>[0] = {}) {
+  const config = testConfig(overrides);
+  const broker = createBroker(config);
+  brokers.push(broker);
+  broker.createService(createContentStorageService(config));
+  await broker.start();
+  return { config, broker };
+}
+
+describe('content-storage actor', () => {
+  it('putEventInfo() writes event-info.xml into every storage center and getEventInfo() reads it back', async () => {
+    const { config, broker } = await start({ storageCenters: 'dc1,dc2' });
+    const info = sampleInfo({ archive: undefined });
+    assert.deepEqual(await broker.call('content-storage.putEventInfo', { info }), { ok: true });
+    for (const c of ['dc1', 'dc2']) assert.ok(existsSync(join(config.dataDir, 'storage', c, EVENT_ID, 'event-info.xml')));
+    const back = await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID });
+    assert.equal(back.title, info.title);
+    assert.equal(back.status, 'reserved');
+  });
+
+  it('getEventInfo() reads from the next center when the first lacks the event', async () => {
+    const { config, broker } = await start({ storageCenters: 'dc1,dc2' });
+    await broker.call('content-storage.putEventInfo', { info: sampleInfo() });
+    const first = join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml');
+    writeFileSync(first, 'not xml');
+    const back = await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID });
+    assert.equal(back.eventId, EVENT_ID);
+  });
+
+  it('getEventInfo() of an unknown event is refused with NotFoundError', async () => {
+    const { broker } = await start();
+    await assert.rejects(broker.call('content-storage.getEventInfo', { eventId: EVENT_ID }), NotFoundError);
+  });
+
+  it('getEventInfo() with a path as event ID is refused with ValidationFailedError', async () => {
+    const { broker } = await start();
+    await assert.rejects(broker.call('content-storage.getEventInfo', { eventId: '../../secret' }), ValidationFailedError);
+  });
+
+  it('listEventIds() lists stored events', async () => {
+    const { broker } = await start();
+    await broker.call('content-storage.putEventInfo', { info: sampleInfo() });
+    await broker.call('content-storage.putEventInfo', { info: sampleInfo({ eventId: '12345682' }) });
+    assert.deepEqual(await broker.call('content-storage.listEventIds', {}), [EVENT_ID, '12345682']);
+  });
+
+  it('putStream() copies the encoder directory and readStreamFile() returns its files', async () => {
+    const { config, broker } = await start();
+    const dir = writeLiveDir(config, STREAM_ID, [2, 2]);
+    const r = await broker.call<{ files: number; bytes: number }, object>('content-storage.putStream', { eventId: EVENT_ID, streamId: STREAM_ID, dir });
+    assert.equal(r.files, 3);
+    assert.ok(r.bytes > 188 * 3);
+    const text = (await broker.call<Buffer, object>('content-storage.readStreamFile', { eventId: EVENT_ID, streamId: STREAM_ID, file: 'index.m3u8' })).toString();
+    assert.equal(text, readFileSync(join(dir, 'index.m3u8'), 'utf8'));
+    const listed = await broker.call<Array<{ streamId: string; files: string[] }>, object>('content-storage.listStreams', { eventId: EVENT_ID });
+    assert.deepEqual(listed, [{ streamId: STREAM_ID, files: ['index.m3u8', 'seg00000.ts', 'seg00001.ts'] }]);
+  });
+
+  it('putStream() from a directory outside <dataDir>/live is refused with ValidationFailedError', async () => {
+    const { config, broker } = await start();
+    const outside = join(config.dataDir, 'elsewhere');
+    mkdirSync(outside);
+    await assert.rejects(broker.call('content-storage.putStream', { eventId: EVENT_ID, streamId: STREAM_ID, dir: outside }), ValidationFailedError);
+    await assert.rejects(broker.call('content-storage.putStream', { eventId: EVENT_ID, streamId: STREAM_ID, dir: join(config.dataDir, 'live', '..', 'storage') }), ValidationFailedError);
+  });
+
+  it('putStream() of a stream of another event is refused with ValidationFailedError', async () => {
+    const { config, broker } = await start();
+    const dir = writeLiveDir(config, STREAM_ID, [2]);
+    await assert.rejects(broker.call('content-storage.putStream', { eventId: '12345682', streamId: STREAM_ID, dir }), ValidationFailedError);
+  });
+
+  for (const file of ['../../event-info.xml', 'event-info.xml', '..', 'index.m3u8\u0000.ts', 'x/../index.m3u8']) {
+    it(`readStreamFile() of ${JSON.stringify(file)} is refused with ValidationFailedError`, async () => {
+      const { broker } = await start();
+      await assert.rejects(broker.call('content-storage.readStreamFile', { eventId: EVENT_ID, streamId: STREAM_ID, file }), ValidationFailedError);
+    });
+  }
+
+  it('readStreamFile() with a traversing stream ID is refused with ValidationFailedError', async () => {
+    const { broker } = await start();
+    await assert.rejects(broker.call('content-storage.readStreamFile', { eventId: EVENT_ID, streamId: '12345674-..-1-a', file: 'index.m3u8' }), ValidationFailedError);
+  });
+
+  it('readStreamFile() of a file not stored is refused with NotFoundError', async () => {
+    const { broker } = await start();
+    await assert.rejects(broker.call('content-storage.readStreamFile', { eventId: EVENT_ID, streamId: STREAM_ID, file: 'seg00000.ts' }), NotFoundError);
+  });
+});
