@@ -1,0 +1,240 @@
+/**
+ * `reservation` actor (DESIGN.md "web reservation"): validates a reservation, mints the event ID,
+ * PIN and attendee/host URLs, makes the reservation durable in content storage and registers it with
+ * the `event` actor, which queues the reporting-DB write of this and every later state (one writer
+ * per node: two PGlite instances on one directory would corrupt it). Reads and state changes are
+ * validated here (a mistyped event ID never reaches a lookup) and delegated to `event`.
+ */
+import { randomInt } from 'node:crypto';
+import type { Context, ServiceSchema } from 'moleculer';
+import {
+  IsIn, IsInt, IsISO8601, IsOptional, IsString, Length, Matches, Max, Min, ValidateBy, validateSync, type ValidationError,
+} from 'class-validator';
+import type { JitcastConfig } from '../cluster.config.ts';
+import { isValidEventId, makeEventId } from '../codecs/ids.ts';
+import { pinFor } from '../codecs/pin.ts';
+import { passwordProof, signToken } from '../codecs/token.ts';
+import type { EventInfo, EventView, ReserveParams } from '../runtime/contracts.ts';
+import { NoCapacityError, ValidationFailedError, type FieldErrors } from '../runtime/errors.ts';
+
+/** How far in the past `startsAt` may lie, for clocks that disagree a little. */
+export const STARTS_AT_SKEW_MS = 5 * 60_000;
+
+const DATE_TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
+const DATE_TIME_MSG = 'must be an ISO 8601 date-time with a time zone, e.g. 2030-01-31T18:00:00Z';
+
+/** class-validator rule: a date-time no earlier than now minus the skew. */
+function NotInPast(): PropertyDecorator {
+  return ValidateBy({
+    name: 'notInPast',
+    validator: {
+      validate: (v: unknown) => typeof v !== 'string' || !(Date.parse(v) < Date.now() - STARTS_AT_SKEW_MS),
+      defaultMessage: () => 'must not lie in the past',
+    },
+  });
+}
+
+/** Body of `POST /api/events` (`reservation.create`). */
+export class CreateReservationDto {
+  static readonly FIELDS = ['title', 'startsAt', 'format', 'archiveDays', 'password'] as const;
+
+  @IsString({ message: 'is required and must be a string' })
+  @Length(1, 200, { message: 'must be 1-200 characters' })
+  title!: string;
+
+  @IsOptional()
+  @IsString({ message: DATE_TIME_MSG })
+  @Matches(DATE_TIME_RE, { message: DATE_TIME_MSG })
+  @IsISO8601({ strict: true }, { message: DATE_TIME_MSG })
+  @NotInPast()
+  startsAt?: string;
+
+  @IsOptional()
+  @IsIn(['hls'], { message: "must be 'hls'" })
+  format?: 'hls';
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of days' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(3650, { message: 'must be at most 3650' })
+  archiveDays?: number;
+
+  @IsOptional()
+  @IsString({ message: 'must be a string' })
+  @Length(4, 128, { message: 'must be 4-128 characters' })
+  password?: string;
+}
+
+/** Body of `PATCH /api/events/:eventId` (`reservation.update`, without the event ID). */
+export class UpdateReservationDto {
+  static readonly FIELDS = ['title', 'startsAt', 'archiveDays'] as const;
+
+  @IsOptional()
+  @IsString({ message: 'must be a string' })
+  @Length(1, 200, { message: 'must be 1-200 characters' })
+  title?: string;
+
+  @IsOptional()
+  @IsString({ message: DATE_TIME_MSG })
+  @Matches(DATE_TIME_RE, { message: DATE_TIME_MSG })
+  @IsISO8601({ strict: true }, { message: DATE_TIME_MSG })
+  @NotInPast()
+  startsAt?: string;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of days' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(3650, { message: 'must be at most 3650' })
+  archiveDays?: number;
+}
+
+/** The fields of a `reservation.update` patch, as `event.update` takes them. */
+export type ReservationPatch = Pick<UpdateReservationDto, 'title' | 'startsAt' | 'archiveDays'>;
+
+function fieldErrors(errors: ValidationError[], allowed: string[]): FieldErrors {
+  const fields: FieldErrors = {};
+  for (const e of errors) {
+    const c = e.constraints ?? {};
+    fields[e.property] = c.whitelistValidation
+      ? `is not a known field (allowed: ${allowed.join(', ')})`
+      : Object.values(c).join('; ');
+  }
+  return fields;
+}
+
+/**
+ * Validates `input` against a DTO class; unknown fields are refused. Returns the DTO with only the
+ * given fields set; throws ValidationFailedError naming each bad field.
+ */
+export function validateDto<T extends object>(Dto: (new () => T) & { FIELDS: readonly string[] }, input: unknown, what: string): T {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ValidationFailedError(`${what} must be an object`, { body: 'must be an object' });
+  }
+  const dto = new Dto();
+  const allowed = [...Dto.FIELDS];
+  for (const [k, v] of Object.entries(input)) {
+    // defineProperty, not assignment: a "__proto__" key must become a refused field, not a prototype.
+    Object.defineProperty(dto, k, { value: typeof v === 'string' && k === 'title' ? v.trim() : v, enumerable: true, writable: true, configurable: true });
+  }
+  const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true, validationError: { target: false, value: false } });
+  if (errors.length > 0) {
+    const fields = fieldErrors(errors, allowed);
+    throw new ValidationFailedError(`invalid ${what}: ${Object.keys(fields).join(', ')}`, fields);
+  }
+  // Fields left undefined by the class definition are dropped, so a patch names only what it changes.
+  for (const k of Object.keys(dto)) if ((dto as Record<string, unknown>)[k] === undefined) delete (dto as Record<string, unknown>)[k];
+  return dto;
+}
+
+/** Throws a 400 naming `eventId` unless it is 8 digits with a valid Luhn check digit. */
+export function requireEventId(eventId: unknown): string {
+  if (!isValidEventId(eventId)) {
+    throw new ValidationFailedError(`invalid event ID ${JSON.stringify(eventId ?? null)}`, { eventId: 'must be 8 digits ending in a valid check digit' });
+  }
+  return eventId;
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: number })?.code === 404;
+}
+
+function withoutEventId(params: Record<string, unknown>): Record<string, unknown> {
+  const { eventId: _eventId, ...rest } = params;
+  return rest;
+}
+
+/** The `reservation` service. */
+export function createReservationService(config: JitcastConfig): ServiceSchema {
+  /** Seven random digits → event ID, retried while content storage already knows the ID. */
+  async function mintEventId(ctx: Context): Promise<string> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const eventId = makeEventId(String(randomInt(0, 10_000_000)).padStart(7, '0'));
+      try {
+        await ctx.call('content-storage.getEventInfo', { eventId });
+      } catch (err) {
+        if (isNotFound(err)) return eventId;
+        throw err;
+      }
+    }
+    throw new NoCapacityError('could not find a free event ID after 10 tries');
+  }
+
+  return {
+    name: 'reservation',
+
+    actions: {
+      create: {
+        async handler(ctx: Context<ReserveParams, { apiKey?: string }>): Promise<EventView> {
+          const dto = validateDto(CreateReservationDto, ctx.params ?? {}, 'reservation');
+          const eventId = await mintEventId(ctx);
+          const now = new Date().toISOString();
+          const attendeeToken = signToken(config.secret, {
+            e: eventId,
+            r: 'attendee',
+            ...(dto.password !== undefined ? { p: passwordProof(config.secret, eventId, dto.password) } : {}),
+          });
+          const hostToken = signToken(config.secret, { e: eventId, r: 'host' });
+          const info: EventInfo = {
+            eventId,
+            title: dto.title,
+            format: dto.format ?? 'hls',
+            ...(dto.startsAt !== undefined ? { startsAt: new Date(dto.startsAt).toISOString() } : {}),
+            createdAt: now,
+            updatedAt: now,
+            archiveDays: dto.archiveDays ?? 30,
+            hasPassword: dto.password !== undefined,
+            attendeeUrl: `${config.publicUrl}/e/${attendeeToken}`,
+            hostUrl: `${config.publicUrl}/e/${hostToken}`,
+            status: 'reserved',
+          };
+          // Durable first: once event-info.xml is stored the reservation survives any node.
+          await ctx.call('content-storage.putEventInfo', { info });
+          const registered = (await ctx.call('event.register', { info })) as EventInfo;
+          this.logger.info(`reserved [event:${eventId} key:${ctx.meta.apiKey ?? '-'}]`);
+          return { ...registered, pin: pinFor(config.secret, eventId), streams: [], callers: 0 };
+        },
+      },
+
+      get: {
+        async handler(ctx: Context<{ eventId: string }>): Promise<EventView> {
+          const eventId = requireEventId(ctx.params?.eventId);
+          const view = (await ctx.call('event.get', { eventId })) as EventView;
+          return { ...view, pin: pinFor(config.secret, eventId) };
+        },
+      },
+
+      list: {
+        async handler(ctx: Context): Promise<EventView[]> {
+          return (await ctx.call('event.list', {})) as EventView[];
+        },
+      },
+
+      update: {
+        async handler(ctx: Context<{ eventId: string } & ReservationPatch>): Promise<EventInfo> {
+          const params = (ctx.params ?? {}) as Record<string, unknown>;
+          const eventId = requireEventId(params.eventId);
+          const patch: ReservationPatch = validateDto(UpdateReservationDto, withoutEventId(params), 'update');
+          if (Object.keys(patch).length === 0) {
+            throw new ValidationFailedError('nothing to update: give title, startsAt or archiveDays', { body: 'must name at least one of title, startsAt, archiveDays' });
+          }
+          if (patch.startsAt !== undefined) patch.startsAt = new Date(patch.startsAt).toISOString();
+          return (await ctx.call('event.update', { eventId, patch: { ...patch } })) as EventInfo;
+        },
+      },
+
+      cancel: {
+        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+          const eventId = requireEventId(ctx.params?.eventId);
+          return (await ctx.call('event.cancel', { eventId })) as EventInfo;
+        },
+      },
+
+      end: {
+        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+          const eventId = requireEventId(ctx.params?.eventId);
+          return (await ctx.call('event.end', { eventId, reason: 'api' })) as EventInfo;
+        },
+      },
+    },
+  };
+}

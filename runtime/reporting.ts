@@ -1,0 +1,180 @@
+/**
+ * The reporting write queue: event states go to the reporting database asynchronously, in process,
+ * in order. A slow or unreachable database never delays or fails the caller; a failed write is
+ * retried with exponential back-off until it lands; pending states of one event coalesce to the
+ * latest; `version` in the upsert keeps an older state from overwriting a newer one.
+ */
+import type { EventInfo } from './contracts.ts';
+import type { Db, DbLogger } from './db.ts';
+
+/** Tuning of the writer's retries. */
+export interface ReportingOptions {
+  /** First retry delay after a failed write, in ms. Default 200. */
+  minBackoffMs?: number;
+  /** Longest retry delay, in ms. Default 30000. */
+  maxBackoffMs?: number;
+}
+
+/** The narrow side of the writer that actors depend on (specs hand them fakes). */
+export interface ReportingSink {
+  enqueueEvent(info: EventInfo): void;
+  close(): Promise<void>;
+}
+
+interface Pending {
+  info: EventInfo;
+  version: number;
+}
+
+/** Upsert of one event state; the WHERE keeps a newer row from being overwritten by an older state. */
+export const UPSERT_EVENT_SQL = `
+  INSERT INTO events (event_id, title, format, status, starts_at, created_at, updated_at, archive_days,
+                      has_password, live_at, ended_at, archive, archive_error, version)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
+  ON CONFLICT (event_id) DO UPDATE SET
+    title = EXCLUDED.title, format = EXCLUDED.format, status = EXCLUDED.status, starts_at = EXCLUDED.starts_at,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, archive_days = EXCLUDED.archive_days,
+    has_password = EXCLUDED.has_password, live_at = EXCLUDED.live_at, ended_at = EXCLUDED.ended_at,
+    archive = EXCLUDED.archive, archive_error = EXCLUDED.archive_error, version = EXCLUDED.version
+  WHERE events.version < EXCLUDED.version`;
+
+/** The parameters of UPSERT_EVENT_SQL for one state. */
+export function upsertParams(info: EventInfo, version: number): unknown[] {
+  return [
+    info.eventId, info.title, info.format, info.status, info.startsAt ?? null, info.createdAt, info.updatedAt,
+    info.archiveDays, info.hasPassword, info.liveAt ?? null, info.endedAt ?? null,
+    info.archive ? JSON.stringify(info.archive) : null, info.archiveError ?? null, version,
+  ];
+}
+
+/** Asynchronous, ordered, retrying writer of event states into the reporting database. */
+export class ReportingWriter implements ReportingSink {
+  readonly #openDb: () => Promise<Db>;
+  readonly #logger?: DbLogger;
+  readonly #minBackoffMs: number;
+  readonly #maxBackoffMs: number;
+  // Insertion order of a Map is the order of first enqueue; replacing a value keeps its place.
+  readonly #pending = new Map<string, Pending>();
+  // Last version handed out per event, so two states in the same millisecond still order.
+  readonly #lastVersion = new Map<string, number>();
+  #db: Db | undefined;
+  #running = false;
+  #closed = false;
+  #failures = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #wakeRetry: (() => void) | undefined;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(openDb: () => Promise<Db>, logger?: DbLogger, options: ReportingOptions = {}) {
+    this.#openDb = openDb;
+    this.#logger = logger;
+    this.#minBackoffMs = options.minBackoffMs ?? 200;
+    this.#maxBackoffMs = options.maxBackoffMs ?? 30_000;
+  }
+
+  /** Queues the event's current state; returns at once and never throws. */
+  enqueueEvent(info: EventInfo): void {
+    try {
+      if (this.#closed) {
+        this.#logger?.warn(`reporting write after close dropped [event:${info?.eventId}]`);
+        return;
+      }
+      const version = this.#nextVersion(info);
+      this.#pending.set(info.eventId, { info: structuredClone(info), version });
+      this.#kick();
+    } catch (err) {
+      this.#logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${(err as Error).message}`);
+    }
+  }
+
+  /** Event states not yet written. */
+  depth(): number {
+    return this.#pending.size;
+  }
+
+  /** Resolves once every queued state is written; rejects after `timeoutMs`. */
+  drain(timeoutMs = 30_000): Promise<void> {
+    if (this.#pending.size === 0 && !this.#running) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+        reject(new Error(`reporting queue not drained within ${timeoutMs} ms [depth:${this.#pending.size}]`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#idleWaiters.push(done);
+    });
+  }
+
+  /** Gives pending writes a short last chance, then stops and closes the database. Idempotent. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.#closed) return;
+    await this.drain(graceMs).catch(() => undefined);
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#wakeRetry?.();
+    if (this.#pending.size > 0) this.#logger?.warn(`reporting writer closed with unwritten states [depth:${this.#pending.size}]`);
+    while (this.#running) await new Promise((r) => setTimeout(r, 10));
+    await this.#closeDb();
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  #nextVersion(info: EventInfo): number {
+    const stamp = Date.parse(info.updatedAt);
+    // Microseconds of updatedAt: states from different nodes order by when they changed.
+    const base = (Number.isFinite(stamp) ? stamp : Date.now()) * 1000;
+    const last = this.#lastVersion.get(info.eventId) ?? 0;
+    const version = Math.max(base, last + 1);
+    this.#lastVersion.set(info.eventId, version);
+    if (this.#lastVersion.size > 10_000) {
+      // Only collisions within the same millisecond need the memory; forget anything a minute old.
+      const horizon = (Date.now() - 60_000) * 1000;
+      for (const [id, v] of this.#lastVersion) if (v < horizon && !this.#pending.has(id)) this.#lastVersion.delete(id);
+    }
+    return version;
+  }
+
+  #kick(): void {
+    if (this.#running || this.#closed) return;
+    this.#running = true;
+    void this.#run().finally(() => {
+      this.#running = false;
+      if (this.#pending.size > 0 && !this.#closed) this.#kick();
+      else if (this.#pending.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    });
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed && this.#pending.size > 0) {
+      const [eventId, entry] = this.#pending.entries().next().value as [string, Pending];
+      try {
+        this.#db ??= await this.#openDb();
+        await this.#db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version));
+        // A newer state enqueued during the write keeps its place and is written next.
+        if (this.#pending.get(eventId) === entry) this.#pending.delete(eventId);
+        if (this.#failures > 0) this.#logger?.info(`reporting writes recovered [after:${this.#failures} failures depth:${this.#pending.size}]`);
+        this.#failures = 0;
+      } catch (err) {
+        this.#failures++;
+        const delay = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** Math.min(this.#failures - 1, 20));
+        this.#logger?.warn(`reporting write failed, retrying [event:${eventId} attempt:${this.#failures} retryInMs:${delay} depth:${this.#pending.size}] ${(err as Error).message}`);
+        // Reopen on the next attempt: a pool or PGlite instance may be broken for good.
+        await this.#closeDb();
+        await new Promise<void>((resolve) => {
+          this.#wakeRetry = resolve;
+          this.#timer = setTimeout(resolve, delay);
+        });
+        this.#timer = undefined;
+        this.#wakeRetry = undefined;
+      }
+    }
+  }
+
+  async #closeDb(): Promise<void> {
+    const db = this.#db;
+    this.#db = undefined;
+    if (db) await db.close().catch((err: Error) => this.#logger?.warn(`reporting db close failed ${err.message}`));
+  }
+}

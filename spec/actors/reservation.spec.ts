@@ -1,0 +1,340 @@
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServiceBroker, ServiceSchema, Context } from 'moleculer';
+import { createBroker } from '../../runtime/broker.ts';
+import { testConfig } from '../support/config.ts';
+import { createGatewayService } from '../../actors/gateway.service.ts';
+import { createReservationService } from '../../actors/reservation.service.ts';
+import { isValidEventId } from '../../codecs/ids.ts';
+import { pinFor } from '../../codecs/pin.ts';
+import { passwordProof, verifyToken } from '../../codecs/token.ts';
+import type { EventInfo, EventView } from '../../runtime/contracts.ts';
+import { NotFoundError, StateConflictError } from '../../runtime/errors.ts';
+
+const PORT = 18081;
+const BASE = `http://127.0.0.1:${PORT}`;
+const KEY = 'spec-api-key-0123456789';
+const config = testConfig({ httpPort: String(PORT) });
+
+/** Everything the fakes saw, in order. */
+const calls: Array<{ action: string; params: any; apiKey?: unknown }> = [];
+const events = new Map<string, EventInfo>();
+/** Event IDs content storage claims to hold already (to force a retry of the minting). */
+let takenLookups = 0;
+
+function record(action: string, ctx: Context<any, any>) {
+  calls.push({ action, params: ctx.params, apiKey: ctx.meta.apiKey });
+}
+
+const fakeContentStorage: ServiceSchema = {
+  name: 'content-storage',
+  actions: {
+    putEventInfo(ctx: Context<{ info: EventInfo }>) {
+      record('content-storage.putEventInfo', ctx);
+      return { ok: true };
+    },
+    getEventInfo(ctx: Context<{ eventId: string }>) {
+      record('content-storage.getEventInfo', ctx);
+      if (takenLookups > 0) {
+        takenLookups--;
+        return { eventId: ctx.params.eventId };
+      }
+      throw new NotFoundError(`no event ${ctx.params.eventId}`);
+    },
+  },
+};
+
+function need(eventId: string): EventInfo {
+  const e = events.get(eventId);
+  if (!e) throw new NotFoundError(`no event ${eventId}`);
+  return e;
+}
+
+const fakeEvent: ServiceSchema = {
+  name: 'event',
+  actions: {
+    register(ctx: Context<{ info: EventInfo }>) {
+      record('event.register', ctx);
+      events.set(ctx.params.info.eventId, { ...ctx.params.info });
+      return ctx.params.info;
+    },
+    get(ctx: Context<{ eventId: string }>): EventView {
+      record('event.get', ctx);
+      return { ...need(ctx.params.eventId), streams: [], callers: 0 };
+    },
+    list(ctx: Context) {
+      record('event.list', ctx);
+      return [...events.values()].map((e) => ({ ...e, streams: [], callers: 0 }));
+    },
+    update(ctx: Context<{ eventId: string; patch: Partial<EventInfo> }>) {
+      record('event.update', ctx);
+      const e = need(ctx.params.eventId);
+      if (e.status !== 'reserved' && e.status !== 'live') throw new StateConflictError(`event ${e.eventId} is ${e.status}`);
+      Object.assign(e, ctx.params.patch, { updatedAt: new Date().toISOString() });
+      return e;
+    },
+    cancel(ctx: Context<{ eventId: string }>) {
+      record('event.cancel', ctx);
+      const e = need(ctx.params.eventId);
+      if (e.status !== 'reserved') throw new StateConflictError(`event ${e.eventId} is ${e.status}`);
+      e.status = 'cancelled';
+      return e;
+    },
+    end(ctx: Context<{ eventId: string; reason: string }>) {
+      record('event.end', ctx);
+      const e = need(ctx.params.eventId);
+      if (e.status !== 'live') throw new StateConflictError(`event ${e.eventId} is ${e.status}`);
+      e.status = 'ended';
+      return e;
+    },
+  },
+};
+
+async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string; headers: Headers }> {
+  const init: RequestInit = { method, headers: { authorization: `Bearer ${KEY}`, ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(BASE + path, init);
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+const future = () => new Date(Date.now() + 86_400_000).toISOString();
+
+describe('actors/reservation', () => {
+  let broker: ServiceBroker;
+  before(async () => {
+    broker = createBroker(config);
+    broker.createService(fakeContentStorage);
+    broker.createService(fakeEvent);
+    broker.createService(createGatewayService(config));
+    broker.createService(createReservationService(config));
+    await broker.start();
+  });
+  after(() => broker.stop());
+  beforeEach(() => {
+    calls.length = 0;
+    takenLookups = 0;
+  });
+
+  async function reserve(body: Record<string, unknown> = { title: 'Town hall' }): Promise<EventView & { pin: string }> {
+    const r = await api('POST', '/api/events', body);
+    assert.equal(r.status, 201, r.text);
+    return r.json;
+  }
+
+  describe('POST /api/events (create)', () => {
+    it('POST /api/events answers 201 with an 8-digit Luhn ID, the PIN of pinFor() and signed attendee and host URLs', async () => {
+      const r = await api('POST', '/api/events', { title: '  Town hall  ', startsAt: future(), password: 'open sesame' });
+      assert.equal(r.status, 201, r.text);
+      const v = r.json;
+      assert.ok(isValidEventId(v.eventId), `event ID ${v.eventId}`);
+      assert.match(v.pin, /^\d{6}$/);
+      assert.equal(v.pin, pinFor(config.secret, v.eventId));
+      assert.equal(v.title, 'Town hall');
+      assert.equal(v.status, 'reserved');
+      assert.equal(v.format, 'hls');
+      assert.equal(v.archiveDays, 30);
+      assert.equal(v.hasPassword, true);
+      assert.deepEqual(v.streams, []);
+      assert.equal(r.headers.get('location'), `/api/events/${v.eventId}`);
+      const prefix = `${config.publicUrl}/e/`;
+      assert.ok(v.attendeeUrl.startsWith(prefix));
+      const attendee = verifyToken(config.secret, v.attendeeUrl.slice(prefix.length), Date.now() / 1000);
+      assert.equal(attendee.e, v.eventId);
+      assert.equal(attendee.r, 'attendee');
+      assert.equal(attendee.p, passwordProof(config.secret, v.eventId, 'open sesame'));
+      const host = verifyToken(config.secret, v.hostUrl.slice(prefix.length), Date.now() / 1000);
+      assert.deepEqual([host.e, host.r, host.p], [v.eventId, 'host', undefined]);
+    });
+
+    it('create stores event-info in content storage before it registers with the event actor', async () => {
+      const v = await reserve();
+      const order = calls.map((c) => c.action).filter((a) => a !== 'content-storage.getEventInfo');
+      assert.deepEqual(order, ['content-storage.putEventInfo', 'event.register']);
+      const put = calls.find((c) => c.action === 'content-storage.putEventInfo')!;
+      assert.equal(put.params.info.eventId, v.eventId);
+      assert.equal(put.params.info.pin, undefined, 'the PIN is never stored');
+      const reg = calls.find((c) => c.action === 'event.register')!;
+      assert.deepEqual(reg.params.info, put.params.info);
+    });
+
+    it('create passes the API key fingerprint on as ctx.meta.apiKey, never the key itself', async () => {
+      await reserve();
+      const reg = calls.find((c) => c.action === 'event.register')!;
+      assert.equal(typeof reg.apiKey, 'string');
+      assert.notEqual(reg.apiKey, KEY);
+    });
+
+    it('create retries the event ID while content storage already holds one', async () => {
+      takenLookups = 2;
+      const v = await reserve();
+      const lookups = calls.filter((c) => c.action === 'content-storage.getEventInfo');
+      assert.equal(lookups.length, 3);
+      assert.equal(lookups[2]!.params.eventId, v.eventId);
+    });
+
+    it('create without a password gives an attendee token without a password proof', async () => {
+      const v = await reserve({ title: 'Open' });
+      assert.equal(v.hasPassword, false);
+      const claims = verifyToken(config.secret, v.attendeeUrl.split('/e/')[1]!, Date.now() / 1000);
+      assert.equal(claims.p, undefined);
+    });
+
+    it('create from an XML body answers 201 with archiveDays as a number', async () => {
+      const r = await api('POST', '/api/events', `<event><title>XML call</title><archiveDays>7</archiveDays><format>hls</format></event>`, { 'content-type': 'application/xml', accept: 'application/json' });
+      assert.equal(r.status, 201, r.text);
+      assert.equal(r.json.title, 'XML call');
+      assert.equal(r.json.archiveDays, 7);
+      assert.equal(r.json.pin, pinFor(config.secret, r.json.eventId));
+    });
+
+    it('create accepts startsAt two minutes in the past (clock skew)', async () => {
+      await reserve({ title: 'Skew', startsAt: new Date(Date.now() - 120_000).toISOString() });
+    });
+
+    const invalid: Array<[string, Record<string, unknown>, string]> = [
+      ['a missing title', {}, 'title'],
+      ['an empty title', { title: '   ' }, 'title'],
+      ['a 201-character title', { title: 'x'.repeat(201) }, 'title'],
+      ['a numeric title', { title: 42 }, 'title'],
+      ['startsAt in the past', { title: 't', startsAt: '2001-01-01T00:00:00Z' }, 'startsAt'],
+      ['startsAt that is not a date', { title: 't', startsAt: 'tomorrow' }, 'startsAt'],
+      ['startsAt without a time', { title: 't', startsAt: '2099-01-01' }, 'startsAt'],
+      ['startsAt on February 30th', { title: 't', startsAt: '2099-02-30T10:00:00Z' }, 'startsAt'],
+      ['format dash', { title: 't', format: 'dash' }, 'format'],
+      ['archiveDays 0', { title: 't', archiveDays: 0 }, 'archiveDays'],
+      ['archiveDays 3651', { title: 't', archiveDays: 3651 }, 'archiveDays'],
+      ['archiveDays 1.5', { title: 't', archiveDays: 1.5 }, 'archiveDays'],
+      ['archiveDays "30" as a string', { title: 't', archiveDays: '30' }, 'archiveDays'],
+      ['a 3-character password', { title: 't', password: 'abc' }, 'password'],
+      ['a 129-character password', { title: 't', password: 'p'.repeat(129) }, 'password'],
+      ['an unknown field', { title: 't', color: 'blue' }, 'color'],
+    ];
+    for (const [what, body, field] of invalid) {
+      it(`POST /api/events with ${what} answers 400 naming ${field}`, async () => {
+        const r = await api('POST', '/api/events', body);
+        assert.equal(r.status, 400, r.text);
+        assert.equal(r.json.error.code, 'VALIDATION_FAILED');
+        assert.ok(r.json.error.fields[field], `fields names ${field}: ${r.text}`);
+        assert.match(r.json.error.message, new RegExp(field));
+        assert.equal(calls.filter((c) => c.action === 'content-storage.putEventInfo').length, 0, 'nothing is stored');
+      });
+    }
+
+    it('POST /api/events with several bad fields answers 400 naming each of them', async () => {
+      const r = await api('POST', '/api/events', { title: '', archiveDays: -1, format: 'mp3' });
+      assert.equal(r.status, 400);
+      assert.deepEqual(Object.keys(r.json.error.fields).sort(), ['archiveDays', 'format', 'title']);
+    });
+
+    it('POST /api/events?title=x without a body answers 400: query parameters are not fields', async () => {
+      const r = await api('POST', '/api/events?title=x');
+      assert.equal(r.status, 400);
+      assert.ok(r.json.error.fields.title);
+    });
+  });
+
+  describe('reads and state changes', () => {
+    it('GET /api/events/:eventId answers the event with its PIN', async () => {
+      const v = await reserve();
+      const r = await api('GET', `/api/events/${v.eventId}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.json.eventId, v.eventId);
+      assert.equal(r.json.pin, v.pin);
+      assert.equal(r.json.status, 'reserved');
+    });
+
+    it('GET /api/events/:eventId for an unknown event answers 404', async () => {
+      const r = await api('GET', '/api/events/12345674');
+      assert.equal(r.status, 404);
+      assert.equal(r.json.error.code, 'NOT_FOUND');
+    });
+
+    for (const bad of ['12345675', '1234567', 'abcdefgh']) {
+      it(`GET /api/events/${bad} answers 400 naming eventId and never reaches a lookup`, async () => {
+        const r = await api('GET', `/api/events/${bad}`);
+        assert.equal(r.status, 400);
+        assert.ok(r.json.error.fields.eventId);
+        assert.equal(calls.length, 0);
+      });
+    }
+
+    it('GET /api/events answers the list from event.list', async () => {
+      const v = await reserve();
+      const r = await api('GET', '/api/events');
+      assert.equal(r.status, 200);
+      assert.ok(Array.isArray(r.json));
+      assert.ok(r.json.some((e: EventView) => e.eventId === v.eventId));
+      assert.ok(calls.some((c) => c.action === 'event.list'));
+    });
+
+    it('PATCH /api/events/:eventId delegates the patch to event.update', async () => {
+      const v = await reserve();
+      const startsAt = future();
+      const r = await api('PATCH', `/api/events/${v.eventId}`, { title: 'Renamed', archiveDays: 90, startsAt });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.title, 'Renamed');
+      const up = calls.find((c) => c.action === 'event.update')!;
+      assert.deepEqual(up.params, { eventId: v.eventId, patch: { title: 'Renamed', archiveDays: 90, startsAt } });
+    });
+
+    it('PATCH with an unknown field answers 400 naming it', async () => {
+      const v = await reserve();
+      const r = await api('PATCH', `/api/events/${v.eventId}`, { format: 'hls' });
+      assert.equal(r.status, 400);
+      assert.ok(r.json.error.fields.format);
+    });
+
+    it('PATCH with an empty body answers 400', async () => {
+      const v = await reserve();
+      const r = await api('PATCH', `/api/events/${v.eventId}`, {});
+      assert.equal(r.status, 400);
+      assert.equal(calls.filter((c) => c.action === 'event.update').length, 0);
+    });
+
+    it('PATCH on a cancelled event answers 409', async () => {
+      const v = await reserve();
+      assert.equal((await api('DELETE', `/api/events/${v.eventId}`)).status, 200);
+      const r = await api('PATCH', `/api/events/${v.eventId}`, { title: 'late' });
+      assert.equal(r.status, 409);
+      assert.equal(r.json.error.code, 'STATE_CONFLICT');
+    });
+
+    it('DELETE /api/events/:eventId cancels through event.cancel; a second DELETE answers 409', async () => {
+      const v = await reserve();
+      const r = await api('DELETE', `/api/events/${v.eventId}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.json.status, 'cancelled');
+      assert.deepEqual(calls.filter((c) => c.action === 'event.cancel').map((c) => c.params), [{ eventId: v.eventId }]);
+      assert.equal((await api('DELETE', `/api/events/${v.eventId}`)).status, 409);
+    });
+
+    it("POST /api/events/:eventId/end calls event.end with reason 'api'", async () => {
+      const v = await reserve();
+      events.get(v.eventId)!.status = 'live';
+      const r = await api('POST', `/api/events/${v.eventId}/end`);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.status, 'ended');
+      assert.deepEqual(calls.filter((c) => c.action === 'event.end').map((c) => c.params), [{ eventId: v.eventId, reason: 'api' }]);
+    });
+
+    it('POST /api/events/:eventId/end on a reserved event answers 409', async () => {
+      const v = await reserve();
+      const r = await api('POST', `/api/events/${v.eventId}/end`);
+      assert.equal(r.status, 409);
+    });
+
+    it('reservation.cancel called over the broker with a malformed ID throws a 400 naming eventId', async () => {
+      await assert.rejects(broker.call('reservation.cancel', { eventId: '00000001' }), (e: any) => e.code === 400 && typeof e.data.fields.eventId === 'string');
+    });
+  });
+});

@@ -1,0 +1,182 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { openPglite, openPostgres, type Db } from '../../runtime/db.ts';
+import { ReportingWriter, UPSERT_EVENT_SQL, upsertParams } from '../../runtime/reporting.ts';
+import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
+
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const FAST = { minBackoffMs: 20, maxBackoffMs: 200 };
+
+function info(eventId: string, status: EventStatus, updatedAt: string, title = 'Quarterly call'): EventInfo {
+  return {
+    eventId, title, format: 'hls', startsAt: '2030-01-01T10:00:00.000Z', createdAt: '2026-01-01T00:00:00.000Z', updatedAt,
+    archiveDays: 30, hasPassword: false, attendeeUrl: 'http://x/e/t', hostUrl: 'http://x/e/h', status,
+  };
+}
+
+interface Row { event_id: string; status: string; title: string; version: string | number; archive: unknown }
+
+/** Wraps a Db, counting upserts that reached it. */
+function counting(db: Db, counter: { upserts: number }): Db {
+  return {
+    async query<T>(sql: string, params?: unknown[]) {
+      const rows = await db.query<T>(sql, params);
+      if (sql === UPSERT_EVENT_SQL) counter.upserts++;
+      return rows;
+    },
+    close: () => db.close(),
+  };
+}
+
+describe('runtime/reporting ReportingWriter on PGlite', () => {
+  let dir: string;
+  let reader: Db;
+  before(async () => {
+    dir = join(mkdtempSync(join(tmpdir(), 'jitcast-rep-')), 'db');
+    reader = await openPglite(dir);
+  });
+  after(() => reader.close());
+
+  // PGlite is single-user: the writer shares the spec's instance through an opener that never closes it.
+  const shared = (): Db => ({ query: (s, p) => reader.query(s, p), close: async () => {} });
+
+  it('enqueueEvent() writes land after drain(), latest state per event', async () => {
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    w.enqueueEvent(info('10000009', 'reserved', '2026-01-01T00:00:01.000Z'));
+    w.enqueueEvent(info('10000017', 'reserved', '2026-01-01T00:00:01.000Z'));
+    w.enqueueEvent(info('10000009', 'live', '2026-01-01T00:00:02.000Z'));
+    await w.drain(10_000);
+    assert.equal(w.depth(), 0);
+    const rows = await reader.query<Row>(`SELECT event_id, status FROM events WHERE event_id IN ('10000009','10000017') ORDER BY event_id`);
+    assert.deepEqual(rows.map((r) => [r.event_id, r.status]), [['10000009', 'live'], ['10000017', 'reserved']]);
+    await w.close();
+  });
+
+  it('an older state enqueued later never overwrites a newer row', async () => {
+    const newer = info('10000025', 'ended', '2026-01-01T00:10:00.000Z');
+    await reader.query(UPSERT_EVENT_SQL, upsertParams(newer, Date.parse(newer.updatedAt) * 1000));
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    w.enqueueEvent(info('10000025', 'live', '2026-01-01T00:05:00.000Z'));
+    await w.drain(10_000);
+    const rows = await reader.query<Row>(`SELECT status FROM events WHERE event_id = '10000025'`);
+    assert.equal(rows[0]!.status, 'ended');
+    await w.close();
+  });
+
+  it('two states with the same updatedAt land in enqueue order (the second wins)', async () => {
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    const at = '2026-01-01T00:20:00.000Z';
+    w.enqueueEvent(info('10000033', 'live', at));
+    await w.drain(10_000);
+    w.enqueueEvent(info('10000033', 'ended', at));
+    await w.drain(10_000);
+    const rows = await reader.query<Row>(`SELECT status FROM events WHERE event_id = '10000033'`);
+    assert.equal(rows[0]!.status, 'ended');
+    await w.close();
+  });
+
+  it('archive fragments are stored as jsonb', async () => {
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    const archived = { ...info('10000041', 'archived', '2026-01-01T00:30:00.000Z'), archive: [{ streamId: 's1', start: 0, end: 12.5 }] };
+    w.enqueueEvent(archived);
+    await w.drain(10_000);
+    const rows = await reader.query<Row>(`SELECT archive FROM events WHERE event_id = '10000041'`);
+    assert.deepEqual(rows[0]!.archive, [{ streamId: 's1', start: 0, end: 12.5 }]);
+    await w.close();
+  });
+
+  it('enqueueEvent() with garbage neither throws nor stalls the queue', async () => {
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    assert.doesNotThrow(() => w.enqueueEvent(null as unknown as EventInfo));
+    w.enqueueEvent(info('10000058', 'reserved', '2026-01-01T00:40:00.000Z'));
+    await w.drain(10_000);
+    const rows = await reader.query<Row>(`SELECT status FROM events WHERE event_id = '10000058'`);
+    assert.equal(rows.length, 1);
+    await w.close();
+    await w.close();
+  });
+});
+
+describe('runtime/reporting ReportingWriter on PostgreSQL', () => {
+  const schema = `jitcast_spec_${randomBytes(6).toString('hex')}`;
+  const goodUrl = `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  before(async () => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`CREATE SCHEMA ${schema}`);
+    await c.end();
+  });
+  after(async () => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`DROP SCHEMA ${schema} CASCADE`);
+    await c.end();
+  });
+
+  it('with PostgreSQL unreachable enqueueEvent() returns at once; once it is reachable every event lands exactly once, latest state wins', async () => {
+    let url = 'postgres://postgres@127.0.0.1:1/x';
+    let opens = 0;
+    const counter = { upserts: 0 };
+    let failedOnce!: () => void;
+    const failed = new Promise<void>((r) => (failedOnce = r));
+    const w = new ReportingWriter(
+      async () => {
+        opens++;
+        try {
+          return counting(await openPostgres(url), counter);
+        } catch (err) {
+          failedOnce();
+          throw err;
+        }
+      },
+      undefined,
+      FAST,
+    );
+    const ids = ['20000008', '20000016', '20000024'];
+    const statuses: EventStatus[] = ['reserved', 'live', 'ended'];
+    statuses.forEach((s, i) => {
+      for (const id of ids) {
+        const ret: unknown = w.enqueueEvent(info(id, s, `2026-01-01T00:00:0${i}.000Z`, `title ${s}`));
+        assert.equal(ret, undefined, 'enqueueEvent returns synchronously, not a promise');
+      }
+    });
+    assert.equal(w.depth(), 3, 'pending states coalesce per event');
+    await failed;
+    assert.equal(w.depth(), 3, 'nothing is dropped while the database is down');
+    url = goodUrl;
+    await w.drain(20_000);
+    assert.ok(opens >= 2, 'the writer reopened after the failure');
+    assert.equal(counter.upserts, 3, 'one write per event');
+    const reader = await openPostgres(goodUrl);
+    try {
+      const rows = await reader.query<Row>('SELECT event_id, status, title FROM events ORDER BY event_id');
+      assert.deepEqual(rows.map((r) => [r.event_id, r.status, r.title]), ids.map((id) => [id, 'ended', 'title ended']));
+    } finally {
+      await reader.close();
+      await w.close();
+    }
+  });
+
+  it('a state enqueued while its previous one is being written is written next', async () => {
+    const counter = { upserts: 0 };
+    const w = new ReportingWriter(async () => counting(await openPostgres(goodUrl), counter), undefined, FAST);
+    w.enqueueEvent(info('20000032', 'reserved', '2026-01-02T00:00:00.000Z'));
+    w.enqueueEvent(info('20000040', 'reserved', '2026-01-02T00:00:00.000Z'));
+    await new Promise((r) => setImmediate(r));
+    w.enqueueEvent(info('20000032', 'cancelled', '2026-01-02T00:00:01.000Z'));
+    await w.drain(20_000);
+    const reader = await openPostgres(goodUrl);
+    try {
+      const rows = await reader.query<Row>(`SELECT event_id, status FROM events WHERE event_id IN ('20000032','20000040') ORDER BY event_id`);
+      assert.deepEqual(rows.map((r) => [r.event_id, r.status]), [['20000032', 'cancelled'], ['20000040', 'reserved']]);
+    } finally {
+      await reader.close();
+      await w.close();
+    }
+  });
+});
