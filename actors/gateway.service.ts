@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import ApiGateway from 'moleculer-web';
 import type { JitcastConfig } from '../cluster.config.ts';
+import { collectClusterStatus } from '../runtime/cluster-status.ts';
 import type { FieldErrors } from '../runtime/errors.ts';
 import { UnauthorizedError, ValidationFailedError } from '../runtime/errors.ts';
 import { errorToXml, parseRequestBody, prefersXml, toXml } from '../runtime/http-body.ts';
@@ -44,7 +45,7 @@ function sha256(s: string): Buffer {
 /** Root element names of XML answers, by action. */
 const XML_ROOT: Record<string, string> = {
   'reservation.list': 'events',
-  'gateway.cluster': 'nodes',
+  'gateway.cluster': 'cluster',
 };
 
 const PARAMS_OF_ATTENDEE_ACTION: Record<string, readonly string[]> = {
@@ -248,9 +249,9 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
 
     actions: {
       cluster: {
-        /** Every node of the cluster as the registry sees it (the dashboard builds on this). */
-        async handler(ctx: Context) {
-          return ctx.call('$node.list', {});
+        /** The cluster at a glance: nodes, voice servers, channels, encoder ports, live streams. */
+        async handler(this: any) {
+          return collectClusterStatus(this.broker);
         },
       },
     },

@@ -260,10 +260,11 @@ describe('actors/gateway', () => {
       assert.equal(r.headers.get('cache-control'), 'no-store');
     });
 
-    it('GET /api/cluster answers the node list', async () => {
+    it('GET /api/cluster answers the cluster status with this node in it', async () => {
       const r = await call('GET', '/api/cluster', { headers: AUTH });
       assert.equal(r.status, 200);
-      assert.ok(r.json.some((n: { id: string }) => n.id === config.nodeId));
+      assert.ok(r.json.nodes.some((n: { id: string }) => n.id === config.nodeId));
+      assert.ok(Array.isArray(r.json.voiceServers) && Array.isArray(r.json.streams));
     });
   });
 

@@ -52,7 +52,7 @@ export function writePcap(file: string, packets: TimedPacket[]): void {
   head.writeUInt16LE(4, 6);
   head.writeUInt32LE(65535, 16);
   head.writeUInt32LE(1, 20);
-  const parts = [head];
+  const parts: Buffer[] = [head];
   for (const p of packets) {
     const f = frame(p.rtp);
     const rec = Buffer.alloc(16);
