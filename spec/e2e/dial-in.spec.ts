@@ -5,35 +5,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parseMediaPlaylist } from '../../codecs/hls.ts';
 import { rms, toneFrequency } from '../../codecs/tones.ts';
+import { decodeHls, playlistSeconds } from '../support/hls-client.ts';
 import { callPackets, tone, writePcap } from '../support/pcap.ts';
 import { dialInScenario, runSipp } from '../support/sipp.ts';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
-
-const run = promisify(execFile);
-
-/** Decodes `seconds` of an HLS URL with ffmpeg (a real HLS client) to 8 kHz PCM. */
-export async function decodeHls(url: string, seconds: number, startAt?: number): Promise<Int16Array> {
-  const args = ['-hide_banner', '-loglevel', 'error'];
-  if (startAt !== undefined) args.push('-live_start_index', String(startAt));
-  args.push('-i', url, '-t', String(seconds), '-f', 's16le', '-ar', '8000', '-ac', '1', '-');
-  const { stdout } = await run('/usr/bin/ffmpeg', args, { encoding: 'buffer', maxBuffer: 64 << 20, timeout: 60_000 });
-  const buf = stdout as Buffer;
-  const pcm = new Int16Array(buf.length >> 1);
-  for (let i = 0; i < pcm.length; i++) pcm[i] = buf.readInt16LE(i * 2);
-  return pcm;
-}
-
-/** Total EXTINF seconds of a media playlist. */
-export function playlistSeconds(text: string): number {
-  return parseMediaPlaylist(text).segments.reduce((s, x) => s + x.duration, 0);
-}
 
 describe('dial-in end to end (sipp, RFC 4733, 1 kHz tone)', { timeout: 180_000 }, () => {
   let node: NodeUnderTest;

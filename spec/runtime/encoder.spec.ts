@@ -1,0 +1,168 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { HlsEncoder, MAX_BUFFER_SAMPLES, FRAME_SAMPLES, type EncodedSegment, type GapsFile } from '../../runtime/encoder.ts';
+import { ProcessStartError } from '../../runtime/errors.ts';
+import { defaults } from '../../cluster.config.ts';
+import { sine, toneFrequency } from '../../codecs/tones.ts';
+
+const STATIC_FFMPEG = defaults().ffmpegPath;
+const DEBIAN_FFMPEG = '/usr/bin/ffmpeg';
+const run = promisify(execFile);
+
+function outDir(): string {
+  return join(mkdtempSync(join(tmpdir(), 'jitcast-encoder-')), 'live');
+}
+
+function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Decodes a playlist back to 8 kHz mono PCM with ffmpeg. */
+async function decode(playlist: string): Promise<Int16Array> {
+  const { stdout } = await run(DEBIAN_FFMPEG, ['-v', 'error', '-i', playlist, '-f', 's16le', '-ar', '8000', '-ac', '1', '-'], { encoding: 'buffer', maxBuffer: 64 << 20 });
+  const copy = Buffer.from(stdout);
+  return new Int16Array(copy.buffer, copy.byteOffset, copy.length >> 1);
+}
+
+/** Writes a phase-continuous 1 kHz sine in 20 ms frames for `ms` (1 kHz has exactly 20 periods per frame). */
+async function feedSine(enc: HlsEncoder, ms: number): Promise<void> {
+  const frame = sine(1000, 20);
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    enc.write(frame);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const [label, ffmpegPath] of [['static build', STATIC_FFMPEG], ['Debian 5.1', DEBIAN_FFMPEG]] as const) {
+  describe(`HlsEncoder with the ${label}`, () => {
+    it('start() + 5 s of 1 kHz sine + stop() gives a finished playlist of ≥ 2 segments that decodes to 1 kHz of the fed length', async (t) => {
+      const dir = outDir();
+      const t0 = performance.now();
+      const enc = await HlsEncoder.start({ ffmpegPath, dir, segmentS: 2, context: 'spec' });
+      const startedMs = performance.now() - t0;
+      const segments: EncodedSegment[] = [];
+      let firstSegmentMs: number | undefined;
+      enc.on('segment', (s) => {
+        firstSegmentMs ??= performance.now() - t0;
+        segments.push(s);
+      });
+      const pid = enc.pid;
+      assert.ok(alive(pid));
+      await feedSine(enc, 5000);
+      const { durationS } = await enc.stop();
+      t.diagnostic(`ready after ${startedMs.toFixed(0)} ms, first segment listed ${firstSegmentMs?.toFixed(0)} ms after start()`);
+
+      const playlist = readFileSync(join(dir, 'index.m3u8'), 'utf8');
+      assert.match(playlist, /#EXT-X-ENDLIST\s*$/);
+      assert.match(playlist, /#EXT-X-PLAYLIST-TYPE:EVENT/);
+      assert.match(playlist, /^seg00000\.ts$/m);
+      assert.ok(segments.length >= 2, `segments: ${segments.length}`);
+      assert.deepEqual(segments.map((s) => s.index), segments.map((_, i) => i));
+      assert.equal(alive(pid), false);
+      assert.equal(enc.running, false);
+
+      const pcm = await decode(join(dir, 'index.m3u8'));
+      const decodedS = pcm.length / 8000;
+      assert.ok(Math.abs(decodedS - enc.fedS) <= 2, `decoded ${decodedS} s, fed ${enc.fedS} s`);
+      assert.ok(Math.abs(decodedS - 5) <= 2, `decoded ${decodedS} s`);
+      assert.ok(Math.abs(durationS - decodedS) <= 0.5, `durationS ${durationS}, decoded ${decodedS}`);
+      const f = toneFrequency(pcm.subarray(8000, 24000));
+      assert.ok(Math.abs(f - 1000) <= 20, `tone ${f} Hz`);
+
+      const gaps = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
+      // Only the start-up before the first write may be silent; the fed sine must leave no gap.
+      assert.ok(gaps.gaps.every((g) => g.end <= 0.5), JSON.stringify(gaps));
+    });
+  });
+}
+
+describe('HlsEncoder', () => {
+  it('write() nothing for 1.5 s mid-stream: the timeline still advances and gaps.json records the gap', async () => {
+    const dir = outDir();
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir, segmentS: 2 });
+    await feedSine(enc, 1000);
+    const gapFrom = enc.fedS;
+    await sleep(1500);
+    const gapTo = enc.fedS;
+    await feedSine(enc, 1000);
+    const { durationS } = await enc.stop();
+
+    const file = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
+    const mid = file.gaps.filter((g) => g.start > 0.5);
+    assert.equal(mid.length, 1, JSON.stringify(file));
+    assert.ok(Math.abs(mid[0]!.start - gapFrom) <= 0.1 && Math.abs(mid[0]!.end - gapTo) <= 0.1, `${JSON.stringify(mid[0])} vs ${gapFrom}-${gapTo}`);
+    assert.deepEqual(file.gaps, enc.gaps);
+    const pcm = await decode(join(dir, 'index.m3u8'));
+    assert.ok(Math.abs(pcm.length / 8000 - file.fedS) <= 0.3, `decoded ${pcm.length / 8000} s, fed ${file.fedS} s`);
+    assert.ok(durationS >= 3, `durationS ${durationS}`);
+  });
+
+  it('write() of a 1 s burst keeps only the newest ~200 ms and counts the rest as dropped', async () => {
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir: outDir(), segmentS: 2 });
+    enc.write(sine(1000, 1000));
+    assert.equal(enc.droppedSamples, 8000 - MAX_BUFFER_SAMPLES);
+    assert.equal(MAX_BUFFER_SAMPLES, 10 * FRAME_SAMPLES);
+    await enc.stop();
+  });
+
+  it('stop() is idempotent, ends ffmpeg and ignores later writes', async () => {
+    const dir = outDir();
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir, segmentS: 2 });
+    const pid = enc.pid;
+    await feedSine(enc, 500);
+    const a = enc.stop();
+    const b = enc.stop();
+    assert.equal(a, b);
+    const r = await a;
+    assert.deepEqual(await enc.close(), r);
+    enc.write(sine(1000, 20));
+    assert.equal(alive(pid), false);
+    assert.match(readFileSync(join(dir, 'index.m3u8'), 'utf8'), /#EXT-X-ENDLIST/);
+  });
+
+  it('emits died with the signal when ffmpeg is SIGKILLed, writes gaps.json and leaves the playlist without ENDLIST', async () => {
+    const dir = outDir();
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir, segmentS: 1 });
+    const feeding = feedSine(enc, 3000);
+    await once(enc, 'segment');
+    process.kill(enc.pid!, 'SIGKILL');
+    const [exit] = await once(enc, 'died');
+    await feeding;
+    assert.equal(exit.signal, 'SIGKILL');
+    assert.equal(enc.running, false);
+    const { durationS } = await enc.stop();
+    assert.ok(durationS > 0);
+    assert.doesNotMatch(readFileSync(join(dir, 'index.m3u8'), 'utf8'), /#EXT-X-ENDLIST/);
+    const gaps = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
+    assert.ok(gaps.fedS > 0);
+  });
+
+  it('start() rejects with ProcessStartError for a missing ffmpeg binary', async () => {
+    await assert.rejects(HlsEncoder.start({ ffmpegPath: '/nonexistent/ffmpeg', dir: outDir(), segmentS: 2 }), ProcessStartError);
+  });
+
+  it('start() rejects with ProcessStartError carrying the stderr tail when ffmpeg refuses its options', async () => {
+    await assert.rejects(HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir: outDir(), segmentS: -5 }), (err: unknown) => {
+      assert.ok(err instanceof ProcessStartError);
+      const data = (err as ProcessStartError).data as { code: number; stderrTail: string[] };
+      assert.notEqual(data.code, 0);
+      assert.ok(data.stderrTail.length > 0);
+      return true;
+    });
+  });
+});
