@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { negotiateAnswer } from '../../../codecs/sdp.ts';
 import { parseSip, parseVia, tagOf, type SipMessage, type SipRequest, type SipResponse } from '../../../codecs/sip.ts';
@@ -15,13 +15,13 @@ const FIXTURES = fileURLToPath(new URL('../../fixtures/sipp/', import.meta.url))
 const HOST = '127.0.0.1';
 const TIMERS = { T1: 40, T2: 320, T4: 100 };
 
-let nextUaPort = 15060;
-let nextSippPort = 15080;
+let nextUaPort = 15060; // 15060–15078 (15079 belongs to transport.spec.ts)
+let nextPeerPort = 15080; // sipp and raw peers: 15080–15099
 const open: SipUserAgent[] = [];
 
 async function startUa(extra: Partial<Parameters<typeof SipUserAgent.listen>[0]> = {}): Promise<SipUserAgent> {
   const port = nextUaPort++;
-  assert.ok(port <= 15079, 'spec ran out of UA ports 15060–15079');
+  assert.ok(port <= 15078, 'spec ran out of UA ports 15060–15078');
   const ua = await SipUserAgent.listen({ host: HOST, port, timers: TIMERS, ...extra });
   open.push(ua);
   return ua;
@@ -52,8 +52,8 @@ interface SippResult {
 
 /** Run sipp in the foreground (FIELD-NOTES: -nostdin, exit code 0 = every call passed). */
 async function runSipp(scenario: string, uaPort: number, args: string[] = []): Promise<SippResult> {
-  const port = nextSippPort++;
-  assert.ok(port <= 15099, 'spec ran out of sipp ports 15080–15099');
+  const port = nextPeerPort++;
+  assert.ok(port <= 15099, 'spec ran out of peer ports 15080–15099');
   const dir = await mkdtemp(join(tmpdir(), 'jitcast-sipp-'));
   const errorFile = join(dir, 'errors.log');
   const child = spawn(
@@ -96,7 +96,9 @@ class RawPeer {
       if (w) w(m);
       else p.#queue.push(m);
     });
-    p.socket.bind(0, HOST);
+    const port = nextPeerPort++;
+    assert.ok(port <= 15099, 'spec ran out of peer ports 15080–15099');
+    p.socket.bind(port, HOST);
     await once(p.socket, 'listening');
     p.port = p.socket.address().port;
     return p;
@@ -182,10 +184,6 @@ function request(o: ReqOpts): string {
 function terminated(call: InboundCall): Promise<TerminationReason> {
   return new Promise((resolve) => call.once('terminated', resolve));
 }
-
-after(() => {
-  // Ports are per-test; nothing else to release.
-});
 
 describe('SipUserAgent against sipp', () => {
   it('answers a sipp call, emits confirmed, and ends it with terminated(bye) on the caller BYE', async () => {
@@ -407,6 +405,36 @@ describe('SipUserAgent against a raw UDP peer', () => {
         .join('\r\n')}\r\nContent-Length: 0\r\n\r\n`;
       peer.send(ok, ua.address.port);
       await eventually(() => ua.stats().dialogs === 0 && ua.stats().transactions === 0);
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('hangup() between the 200 and its ACK waits for the ACK, then sends the BYE and resolves on its 200', async () => {
+    const ua = await startUa();
+    const peer = await RawPeer.open();
+    try {
+      let call: InboundCall | undefined;
+      const reasons: TerminationReason[] = [];
+      ua.on('invite', (c) => {
+        call = c;
+        c.on('terminated', (r) => reasons.push(r));
+        c.answer(negotiateAnswer(c.offer!, { address: HOST, port: 16030, sessionId: '1', version: 1 }).answer);
+      });
+      const base = { callId: 'byeafterack', cseq: 1, port: peer.port };
+      peer.send(request({ ...base, method: 'INVITE', branch: 'z9hG4bKbaa1', body: OFFER }), ua.address.port);
+      const ok = await peer.nextResponse(200);
+      const hungUp = call!.hangup();
+      assert.equal(call!.hangup(), hungUp);
+      assert.deepEqual(reasons, ['hangup']);
+      peer.send(request({ ...base, method: 'ACK', branch: 'z9hG4bKbaa2', toTag: tagOf(ok.headers.get('To')) }), ua.address.port);
+      const bye = await peer.nextRequest('BYE');
+      assert.equal(bye.headers.get('Call-ID'), 'byeafterack');
+      assert.equal(tagOf(bye.headers.get('From')), call!.localTag);
+      const reply = [...bye.headers].filter(([n]) => ['Via', 'From', 'To', 'Call-ID', 'CSeq'].includes(n));
+      peer.send(`SIP/2.0 200 OK\r\n${reply.map(([n, v]) => `${n}: ${v}`).join('\r\n')}\r\nContent-Length: 0\r\n\r\n`, ua.address.port);
+      await hungUp;
+      assert.equal(ua.stats().dialogs, 0);
     } finally {
       peer.close();
     }
