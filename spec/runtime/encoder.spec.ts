@@ -86,7 +86,7 @@ for (const [label, ffmpegPath] of [['static build', STATIC_FFMPEG], ['Debian 5.1
 
       const gaps = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
       // Only the start-up before the first write may be silent; the fed sine must leave no gap.
-      assert.ok(gaps.gaps.every((g) => g.end <= 0.5), JSON.stringify(gaps));
+      assert.ok(gaps.every((g) => g.end <= 0.5), JSON.stringify(gaps));
     });
   });
 }
@@ -103,12 +103,12 @@ describe('HlsEncoder', () => {
     const { durationS } = await enc.stop();
 
     const file = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
-    const mid = file.gaps.filter((g) => g.start > 0.5);
+    const mid = file.filter((g) => g.start > 0.5);
     assert.equal(mid.length, 1, JSON.stringify(file));
     assert.ok(Math.abs(mid[0]!.start - gapFrom) <= 0.1 && Math.abs(mid[0]!.end - gapTo) <= 0.1, `${JSON.stringify(mid[0])} vs ${gapFrom}-${gapTo}`);
-    assert.deepEqual(file.gaps, enc.gaps);
+    assert.deepEqual(file, enc.gaps);
     const pcm = await decode(join(dir, 'index.m3u8'));
-    assert.ok(Math.abs(pcm.length / 8000 - file.fedS) <= 0.3, `decoded ${pcm.length / 8000} s, fed ${file.fedS} s`);
+    assert.ok(Math.abs(pcm.length / 8000 - enc.fedS) <= 0.3, `decoded ${pcm.length / 8000} s, fed ${enc.fedS} s`);
     assert.ok(durationS >= 3, `durationS ${durationS}`);
   });
 
@@ -149,7 +149,7 @@ describe('HlsEncoder', () => {
     assert.ok(durationS > 0);
     assert.doesNotMatch(readFileSync(join(dir, 'index.m3u8'), 'utf8'), /#EXT-X-ENDLIST/);
     const gaps = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
-    assert.ok(gaps.fedS > 0);
+    assert.ok(Array.isArray(gaps));
   });
 
   it('start() rejects with ProcessStartError for a missing ffmpeg binary', async () => {

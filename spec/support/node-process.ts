@@ -3,7 +3,7 @@
  * JITCAST_* environment variables exactly as an operator would, and waits for its banner.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -82,6 +82,8 @@ export async function startNodeProcess(o: { httpPort: number; sipPort: number; r
       return { status: res.status, body: parsed, text };
     },
     async stop() {
+      // Keep the node's log beside its data for whoever debugs a failure.
+      writeFileSync(join(dataDir, 'node.log'), out);
       if (proc.exitCode !== null) return;
       const gone = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGINT');
