@@ -100,7 +100,7 @@ export function dialInScenario(dir: string, name: string, o: { pcap: string; hol
     ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
   <send><![CDATA[
       ${HEAD('ACK', 1)}
       Content-Length: 0
