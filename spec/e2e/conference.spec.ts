@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMediaPlaylist } from '../../codecs/hls.ts';
-import { sine } from '../../codecs/tones.ts';
+import { sine, toneFrequency } from '../../codecs/tones.ts';
 import { describePcm, toneLevel, writeWav } from '../support/audio.ts';
 import { startBaresip, type Baresip } from '../support/baresip.ts';
 import { decodeHls } from '../support/hls-client.ts';
@@ -46,7 +46,7 @@ describe('conference: two baresip callers on one event hear each other, not them
     await node?.stop();
   });
 
-  test('each caller receives the other caller\'s tone and not its own; the cast carries both', async () => {
+  test('each caller receives the other caller\'s tone and not its own; the cast carries both', async (t) => {
     const res = await node.api('POST', '/api/events', { title: 'Two callers' });
     assert.equal(res.status, 201, res.text);
     const { eventId, pin, attendeeUrl } = res.body;
@@ -101,6 +101,7 @@ describe('conference: two baresip callers on one event hear each other, not them
     const castA = toneLevel(cast, A_HZ);
     const castB = toneLevel(cast, B_HZ);
     const castInfo = `cast levels ${A_HZ} Hz: ${Math.sqrt(castA).toFixed(0)}, ${B_HZ} Hz: ${Math.sqrt(castB).toFixed(0)}\n${describePcm(cast, [A_HZ, B_HZ])}`;
+    t.diagnostic(`cast: ${A_HZ} Hz at ${Math.sqrt(castA).toFixed(0)}, ${B_HZ} Hz at ${Math.sqrt(castB).toFixed(0)} (peak amplitude)`);
     assert.ok(Math.sqrt(castA) > 1000 && Math.sqrt(castB) > 1000, why(`the cast carries both tones: ${castInfo}`));
     assert.ok(castA / castB < 10 && castB / castA < 10, why(`both tones in the cast within 10 dB: ${castInfo}`));
 
@@ -118,8 +119,10 @@ describe('conference: two baresip callers on one event hear each other, not them
       const ownLevel = toneLevel(window, own);
       const otherLevel = toneLevel(window, other);
       const info = `${name} received ${Math.sqrt(otherLevel).toFixed(0)} at ${other} Hz (the other caller), ${Math.sqrt(ownLevel).toFixed(0)} at ${own} Hz (its own); per second:\n${describePcm(heard, [A_HZ, B_HZ])}`;
+      t.diagnostic(`${name} hears ${other} Hz at ${Math.sqrt(otherLevel).toFixed(0)}, its own ${own} Hz at ${Math.sqrt(ownLevel).toFixed(1)} (${(10 * Math.log10(otherLevel / Math.max(ownLevel, 1e-9))).toFixed(1)} dB apart)`);
       assert.ok(Math.sqrt(otherLevel) > MIN_AUDIBLE, why(`${name} hears the other caller: ${info}`));
       assert.ok(otherLevel > ownLevel * MIN_OTHER_OVER_OWN, why(`${name} does not hear itself: ${info}`));
+      assert.ok(Math.abs(toneFrequency(window) - other) < 20, why(`${name}'s received audio peaks at ${toneFrequency(window).toFixed(1)} Hz: ${info}`));
     }
   });
 });
