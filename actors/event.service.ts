@@ -487,6 +487,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     },
 
     async started() {
+      // Embedded PGlite blocks the process while it starts: do it before the node is up, never mid-call.
+      if (!config.dbUrl && reporting instanceof ReportingWriter) await reporting.warmUp();
       await this.broker.waitForServices('content-storage', 30_000, 50);
       const ids = await this.broker.call<string[]>('content-storage.listEventIds');
       const recovered: Array<[Slot, LifecycleEffect[]]> = [];

@@ -58,6 +58,7 @@ export class ReportingWriter implements ReportingSink {
   // Last version handed out per event, so two states in the same millisecond still order.
   readonly #lastVersion = new Map<string, number>();
   #db: Db | undefined;
+  #opening: Promise<Db> | undefined;
   #running = false;
   #closed = false;
   #failures = 0;
@@ -150,8 +151,8 @@ export class ReportingWriter implements ReportingSink {
     while (!this.#closed && this.#pending.size > 0) {
       const [eventId, entry] = this.#pending.entries().next().value as [string, Pending];
       try {
-        this.#db ??= await this.#openDb();
-        await this.#db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version));
+        const db = await this.#ensureDb();
+        await db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version));
         // A newer state enqueued during the write keeps its place and is written next.
         if (this.#pending.get(eventId) === entry) this.#pending.delete(eventId);
         if (this.#failures > 0) this.#logger?.info(`reporting writes recovered [after:${this.#failures} failures depth:${this.#pending.size}]`);
@@ -170,6 +171,37 @@ export class ReportingWriter implements ReportingSink {
         this.#wakeRetry = undefined;
       }
     }
+  }
+
+  /**
+   * Opens the database now instead of on the first write. PGlite compiles its WASM and runs
+   * initdb synchronously (seconds on a fresh data directory), which would stall every call and
+   * timer of the process if it happened on the first reservation; a node opens it at start-up.
+   * Never throws: a failure is logged and the first write tries again.
+   */
+  async warmUp(): Promise<void> {
+    try {
+      await this.#ensureDb();
+    } catch (err) {
+      this.#logger?.warn(`reporting DB not reachable at start-up; writes queue until it is [${(err as Error).message}]`);
+    }
+  }
+
+  /** The open database, opening it once even when asked concurrently. */
+  #ensureDb(): Promise<Db> {
+    if (this.#db) return Promise.resolve(this.#db);
+    this.#opening ??= this.#openDb().then(
+      (db) => {
+        this.#db = db;
+        this.#opening = undefined;
+        return db;
+      },
+      (err: unknown) => {
+        this.#opening = undefined;
+        throw err;
+      },
+    );
+    return this.#opening;
   }
 
   async #closeDb(): Promise<void> {

@@ -176,7 +176,11 @@ describe('event actor', () => {
 
     const v = await statusIs(broker, 'archived');
     assert.deepEqual(v.archive, [{ streamId: STREAM_ID, start: 0, end: 5.5 }]);
-    const xml = readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8');
+    // The state turns archived in memory a moment before event-info.xml is rewritten.
+    const xml = await waitFor('the archive in event-info.xml', async () => {
+      const text = readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8');
+      return /<archive>/.test(text) ? text : undefined;
+    });
     assert.match(xml, /<archive>/);
     assert.match(xml, new RegExp(`<fragment[^>]*stream="${STREAM_ID}"`));
     const statuses = heard.filter((h) => h.name === EVENTS.eventStatus).map((h) => h.data.status);

@@ -14,7 +14,6 @@ import { rms, sine, toneFrequency } from '../../codecs/tones.ts';
 import { describePcm, writeWav } from '../support/audio.ts';
 import { startBaresip, type Baresip } from '../support/baresip.ts';
 import { decodeHls, playlistSeconds } from '../support/hls-client.ts';
-import { reportingDbSettled } from '../support/settle.ts';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -37,7 +36,6 @@ describe('dial-in end to end with baresip (RFC 4733 from /sndcode, 1 kHz tone)',
     assert.equal(res.status, 201, res.text);
     const { eventId, pin, attendeeUrl } = res.body;
     // The first reservation opens the embedded DB, which stalls the node for seconds: wait it out.
-    await reportingDbSettled(node);
 
     const wav = join(work, 'tone-1k.wav');
     writeWav(wav, sine(1000, 90_000, 8000));

@@ -15,7 +15,6 @@ import { sine, toneFrequency } from '../../codecs/tones.ts';
 import { describePcm, toneLevel, writeWav } from '../support/audio.ts';
 import { startBaresip, type Baresip } from '../support/baresip.ts';
 import { decodeHls } from '../support/hls-client.ts';
-import { reportingDbSettled } from '../support/settle.ts';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,7 +50,6 @@ describe('conference: two baresip callers on one event hear each other, not them
     assert.equal(res.status, 201, res.text);
     const { eventId, pin, attendeeUrl } = res.body;
     // The first reservation opens the embedded DB, which stalls the node for seconds: wait it out.
-    await reportingDbSettled(node);
 
     const why = (msg: string) =>
       `${msg}\n${phones.map((p, i) => `--- baresip ${'AB'[i]} output ---\n${p.output().slice(-2500)}`).join('\n')}\n--- node output (tail) ---\n${node.output().slice(-3000)}`;

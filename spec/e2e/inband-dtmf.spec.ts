@@ -15,7 +15,6 @@ import { describePcm } from '../support/audio.ts';
 import { decodeHls } from '../support/hls-client.ts';
 import { callPackets, tone, writePcap } from '../support/pcap.ts';
 import { dialInScenario, runSipp, type SippResult } from '../support/sipp.ts';
-import { reportingDbSettled } from '../support/settle.ts';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
 
 /** One key block: digits keyed 200 ms apart starting at `atMs`. */
@@ -75,7 +74,6 @@ describe('in-band DTMF dial-in (sipp, PCMU without telephone-event)', { timeout:
     assert.equal(res.status, 201, res.text);
     const { eventId, pin, attendeeUrl } = res.body;
     // The first reservation opens the embedded DB, which stalls the node for seconds: wait it out.
-    await reportingDbSettled(node);
 
     const idKeys = `${eventId}#`;
     const pinKeys = `${pin}#`;
