@@ -40,7 +40,7 @@ describe('bad input while a call is live', { timeout: 180_000 }, () => {
   const work = mkdtempSync(join(tmpdir(), 'jitcast-bad-'));
 
   before(async () => {
-    node = await startNodeProcess({ httpPort: 28180, sipPort: 25160, rtpPorts: '26100-26149', encoderPorts: '27100-27149', env: { JITCAST_ARCHIVE_TIMEOUT_S: '2' } });
+    node = await startNodeProcess({ httpPort: 28180, sipPort: 25160, rtpPorts: '26100-26149', encoderPorts: '27100-27149', env: { JITCAST_ARCHIVE_TIMEOUT_S: '2', JITCAST_RTP_SILENCE_TIMEOUT_S: '4' } });
   });
   after(async () => {
     await node?.stop();
@@ -122,5 +122,16 @@ describe('bad input while a call is live', { timeout: 180_000 }, () => {
     assert.equal(goodResult.code, 0, `the good call failed:\n${goodResult.stdout}`);
     const stats = (await node.api('GET', '/api/cluster')).body;
     assert.ok(stats.nodes.length === 1, 'the node is still up');
+  });
+
+  test('a caller that goes silent (no RTP) is released after the silence timeout', async () => {
+    const pcap = join(work, 'silent.pcap');
+    writePcap(pcap, callPackets({ durationMs: 1000, audio: tone(1000), keys: [] }));
+    const started = Date.now();
+    const r = await runSipp({ scenario: dialInScenario(work, 'silent', { pcap, holdMs: 20_000, ending: 'expect-bye' }), target: `127.0.0.1:${node.sipPort}`, localPort: 25380, mediaPort: 25390, cwd: work });
+    const heldS = (Date.now() - started) / 1000;
+    assert.equal(r.code, 0, `jitcast did not hang up on the silent caller:\n${r.stdout}`);
+    assert.ok(heldS >= 4, `released after ${heldS.toFixed(1)} s, not before the 4 s timeout`);
+    assert.match(node.output(), /caller silent for 4 s: released/);
   });
 });
