@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// `npx jitcast …`: runs the TypeScript CLI through tsx (no build step).
+// `npx jitcast …`: runs the TypeScript CLI through tsx (no build step). The tsconfig is named
+// explicitly: tsx would otherwise look for one in the caller's working directory, and the
+// class-validator decorators need this project's `experimentalDecorators`.
+import { fileURLToPath } from 'node:url';
 import { register } from 'tsx/esm/api';
 
-register();
+register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
 await import('./jitcast.ts');

@@ -119,7 +119,7 @@ function table(rows: Record<string, unknown>[], cols: string[]): string {
 /** Renders `GET /api/cluster` for people. */
 export function renderStatus(s: any): string {
   let out = `jitcast cluster — ${s.nodes?.length ?? 0} node(s), archive leader: ${s.archiveLeader ?? 'n/a'}\n\nNodes\n`;
-  out += table(s.nodes ?? [], ['id', 'dataCenter', 'roles', 'address', 'available']);
+  out += table((s.nodes ?? []).map((n: any) => ({ ...n, roles: n.roles?.length === ALL_ROLES.length ? 'all' : n.roles?.join(',') }) ), ['id', 'dataCenter', 'roles', 'address', 'available']);
   out += '\nVoice servers\n';
   out += table(
     (s.voiceServers ?? []).map((v: any) => ({
@@ -212,6 +212,7 @@ async function main(): Promise<void> {
 main().catch((err: Error) => {
   const code = err instanceof JitcastError ? ` [${err.type}]` : '';
   process.stderr.write(`jitcast: ${err.message}${code}\n`);
+  if (process.env.JITCAST_LOG_LEVEL === 'debug') process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 });
 

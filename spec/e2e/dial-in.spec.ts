@@ -87,4 +87,36 @@ describe('dial-in end to end (sipp, RFC 4733, 1 kHz tone)', { timeout: 180_000 }
     assert.ok(first && pcm.length > 8000, 'archive decodes');
     assert.ok(Math.abs(toneFrequency(pcm.subarray(4000)) - 1000) < 30, `archive tone at ${toneFrequency(pcm.subarray(4000))} Hz`);
   });
+
+  test('*399# keyed while live ends the event at once: the caller is hung up and the archive follows', async () => {
+    const ev = (await node.api('POST', '/api/events', { title: 'End code test' })).body;
+    const idKeys = `${ev.eventId}#`;
+    const pinAt = 1500 + idKeys.length * 200 + 400;
+    const endAt = pinAt + 7 * 200 + 4000;
+    const pcap = join(work, 'endcode.pcap');
+    writePcap(pcap, callPackets({ durationMs: 30_000, audio: tone(1000), keys: [{ atMs: 1500, digits: idKeys }, { atMs: pinAt, digits: `${ev.pin}#` }, { atMs: endAt, digits: '*399#' }], eventPt: 101 }));
+    const r = await runSipp({ scenario: dialInScenario(work, 'endcode', { pcap, holdMs: 25_000, ending: 'expect-bye' }), target: `127.0.0.1:${node.sipPort}`, localPort: 25080, mediaPort: 25090, cwd: work });
+    assert.equal(r.code, 0, `the caller was not hung up after *399#:\n${r.stdout}`);
+    const done = await waitFor('archived after the end code', async () => {
+      const v = (await node.api('GET', `/api/events/${ev.eventId}`)).body;
+      return v.status === 'archived' ? v : undefined;
+    }, 30_000);
+    assert.ok(done.endedAt, 'endedAt is set');
+  });
+
+  test('POST /api/events/:id/end ends a live event: the caller is hung up', async () => {
+    const ev = (await node.api('POST', '/api/events', { title: 'API end test' })).body;
+    const idKeys = `${ev.eventId}#`;
+    const pinAt = 1500 + idKeys.length * 200 + 400;
+    const pcap = join(work, 'apiend.pcap');
+    writePcap(pcap, callPackets({ durationMs: 30_000, audio: tone(1000), keys: [{ atMs: 1500, digits: idKeys }, { atMs: pinAt, digits: `${ev.pin}#` }], eventPt: 101 }));
+    const call = runSipp({ scenario: dialInScenario(work, 'apiend', { pcap, holdMs: 25_000, ending: 'expect-bye' }), target: `127.0.0.1:${node.sipPort}`, localPort: 25080, mediaPort: 25090, cwd: work });
+    await waitFor('the event live', async () => ((await node.api('GET', `/api/events/${ev.eventId}`)).body.status === 'live' ? true : undefined), 20_000);
+    const ended = await node.api('POST', `/api/events/${ev.eventId}/end`);
+    assert.equal(ended.status, 200, ended.text);
+    assert.equal(ended.body.status, 'ended');
+    const r = await call;
+    assert.equal(r.code, 0, `the caller was not hung up after POST …/end:\n${r.stdout}`);
+    assert.equal((await node.api('POST', `/api/events/${ev.eventId}/end`)).status, 409, 'ending twice is a state conflict');
+  });
 });
