@@ -1,7 +1,7 @@
 /**
  * The `encoder-port` actor: one UDP port per live stream, RTP (G.711) in → HlsEncoder → HLS in
  * `<dataDir>/live/<streamId>/`. It pushes a StreamDataset to monitoring every heartbeat while the
- * stream is healthy (ffmpeg running and RTP seen in the last 2 s), so a stream whose feed died drops
+ * stream is healthy (ffmpeg running, a segment written, RTP seen in the last 2 s), so a stream whose feed died drops
  * out of monitoring. ffmpeg runs under the ProcessSupervisor: when it dies the old stream is finished
  * as its own record and a new stream (new ID, new directory) starts on the SAME port, since the
  * voice server keeps sending there unchanged. On stop the raw recording goes to content storage.
@@ -27,6 +27,14 @@ export const ENCODER_PORT_REST_MS = 5000;
 export const PT_PCMU = 0;
 /** RTP payload type of PCMA (RFC 3551 §6), also decoded. */
 export const PT_PCMA = 8;
+
+/**
+ * A stream is announced to monitoring only once its playlist lists a segment: announced earlier,
+ * players would fetch a playlist that does not exist yet and log 404s.
+ */
+function playable(live: { encoder: { segments: readonly unknown[] } }): boolean {
+  return live.encoder.segments.length > 0;
+}
 
 /** `encoder-port.stop` parameters. */
 export interface EncoderStopParams {
@@ -260,14 +268,14 @@ class EncoderPorts {
     const live = slot.live;
     if (!live || !live.encoder.running) return; // between a crash and its restart
     live.encoder.write(a.pcm);
-    if (!live.pushed) this.#push(slot, live);
+    if (!live.pushed && playable(live)) this.#push(slot, live);
   }
 
   #pushAll(): void {
     const now = performance.now();
     for (const slot of this.#slots.values()) {
       const live = slot.live;
-      if (!slot.stopping && live?.encoder.running && now - slot.lastRtpAt <= RTP_FRESH_MS) this.#push(slot, live);
+      if (!slot.stopping && live?.encoder.running && playable(live) && now - slot.lastRtpAt <= RTP_FRESH_MS) this.#push(slot, live);
     }
   }
 

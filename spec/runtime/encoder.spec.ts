@@ -103,7 +103,9 @@ describe('HlsEncoder', () => {
     const { durationS } = await enc.stop();
 
     const file = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
-    const mid = file.filter((g) => g.start > 0.5);
+    // The spec feeds in real time from JS timers: on a loaded machine a late timer may leave a short
+    // extra gap of its own, which the encoder rightly records. The 1.5 s pause is the one long gap.
+    const mid = file.filter((g) => g.start > 0.5 && g.end - g.start > 0.5);
     assert.equal(mid.length, 1, JSON.stringify(file));
     assert.ok(Math.abs(mid[0]!.start - gapFrom) <= 0.1 && Math.abs(mid[0]!.end - gapTo) <= 0.1, `${JSON.stringify(mid[0])} vs ${gapFrom}-${gapTo}`);
     assert.deepEqual(file, enc.gaps);
