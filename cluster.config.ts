@@ -78,6 +78,13 @@ export interface JitcastConfig {
   authCodeTimeoutS: number;
   /** A freed port is not handed out again for this long, in seconds (≥ authCodeTimeoutS). Default 120. */
   portReuseTimeoutS: number;
+  /**
+   * Port availability suspend: when fewer than this many RTP ports are free, the voice server
+   * suspends itself for new calls (the front door routes them elsewhere). 0 turns it off. Default 2.
+   */
+  portSuspendBelow: number;
+  /** A suspended voice server resumes once at least this many ports are free (> portSuspendBelow). Default 4. */
+  portResumeAt: number;
   /** A caller that sends no RTP this long is released, in seconds. Default 30. */
   rtpSilenceTimeoutS: number;
   /** Seconds the IVR waits for the next digit before it re-prompts. Default 10. */
@@ -105,7 +112,7 @@ const KEYS: (keyof JitcastConfig)[] = [
   'nodeId', 'dataCenter', 'roles', 'namespace', 'natsUrl', 'redisUrl', 'dbUrl', 'httpHost', 'httpPort',
   'publicUrl', 'sipHost', 'sipPort', 'rtpPorts', 'encoderPorts', 'dataDir', 'storageCenters', 'apiKeys',
   'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'authCodeTimeoutS', 'portReuseTimeoutS',
-  'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
+  'portSuspendBelow', 'portResumeAt', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
   'pinFailWindowS', 'logLevel',
 ];
 
@@ -153,6 +160,8 @@ export function defaults(): Omit<JitcastConfig, 'secret' | 'apiKeys' | 'publicUr
     archiveTimeoutS: 60,
     authCodeTimeoutS: 120,
     portReuseTimeoutS: 120,
+    portSuspendBelow: 2,
+    portResumeAt: 4,
     rtpSilenceTimeoutS: 30,
     digitTimeoutS: 10,
     segmentS: 2,
@@ -185,7 +194,7 @@ function parseValue(key: keyof JitcastConfig, v: string): unknown {
       return parseRange(key, v);
     case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS':
     case 'authCodeTimeoutS': case 'portReuseTimeoutS': case 'rtpSilenceTimeoutS': case 'digitTimeoutS':
-    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': {
+    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': {
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`'${key}' must be a number, got '${v}'`);
       return n;
@@ -222,6 +231,10 @@ export function validate(c: JitcastConfig): JitcastConfig {
   }
   if (c.portReuseTimeoutS < c.authCodeTimeoutS) {
     throw new ConfigError(`'portReuseTimeoutS' (${c.portReuseTimeoutS}) must be at least 'authCodeTimeoutS' (${c.authCodeTimeoutS}), or an old auth code could open a later event's stream`);
+  }
+  if (!Number.isInteger(c.portSuspendBelow) || c.portSuspendBelow < 0) throw new ConfigError(`'portSuspendBelow' must be a whole number ≥ 0, got ${c.portSuspendBelow}`);
+  if (!Number.isInteger(c.portResumeAt) || c.portResumeAt <= c.portSuspendBelow) {
+    throw new ConfigError(`'portResumeAt' (${c.portResumeAt}) must be a whole number greater than 'portSuspendBelow' (${c.portSuspendBelow})`);
   }
   if (c.heartbeatTimeoutS <= c.heartbeatS) throw new ConfigError(`'heartbeatTimeoutS' must be greater than 'heartbeatS'`);
   if (c.secret.length < 32) throw new ConfigError(`'secret' must be at least 32 characters`);

@@ -1,7 +1,8 @@
 /**
  * `gateway` actor: the HTTP server (moleculer-web as a mixin) on `httpHost:httpPort`.
  * - `/api/*`: REST for reservations (Bearer API key, JSON or XML bodies parsed by runtime/http-body.ts,
- *   JSON or XML answers, errors as `{error: {code, message, fields?}}`), plus `GET /api/cluster`.
+ *   JSON or XML answers, errors as `{error: {code, message, fields?}}`), plus `GET /api/cluster` and
+ *   `POST /api/cluster/voice-servers/:nodeId/drain` / `…/resume` (maintenance of one voice server).
  * - `/e/:token…`, `/s/:streamId/:file`, `/a/:streamId/:file`: attendee access, no API key.
  * - `/vendor/hls.min.js` and `/healthz`.
  * The gateway owns its http.Server (moleculer-web's own would print on start and exit the process on
@@ -16,7 +17,7 @@ import ApiGateway from 'moleculer-web';
 import type { JitcastConfig } from '../cluster.config.ts';
 import { collectClusterStatus } from '../runtime/cluster-status.ts';
 import type { FieldErrors } from '../runtime/errors.ts';
-import { UnauthorizedError, ValidationFailedError } from '../runtime/errors.ts';
+import { NotFoundError, UnauthorizedError, ValidationFailedError } from '../runtime/errors.ts';
 import { errorToXml, parseRequestBody, prefersXml, toXml } from '../runtime/http-body.ts';
 
 /** Header the player page sends for password-protected events (attendee-access reads it from meta). */
@@ -46,6 +47,8 @@ function sha256(s: string): Buffer {
 const XML_ROOT: Record<string, string> = {
   'reservation.list': 'events',
   'gateway.cluster': 'cluster',
+  'gateway.drainVoiceServer': 'voiceServer',
+  'gateway.resumeVoiceServer': 'voiceServer',
 };
 
 const PARAMS_OF_ATTENDEE_ACTION: Record<string, readonly string[]> = {
@@ -167,6 +170,8 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
           'DELETE /events/:eventId': 'reservation.cancel',
           'POST /events/:eventId/end': 'reservation.end',
           'GET /cluster': 'gateway.cluster',
+          'POST /cluster/voice-servers/:nodeId/drain': 'gateway.drainVoiceServer',
+          'POST /cluster/voice-servers/:nodeId/resume': 'gateway.resumeVoiceServer',
         },
         onBeforeCall(ctx: Context<unknown, Record<string, unknown>>, _route: unknown, req: GatewayRequest) {
           ctx.meta.apiKey = req.$apiKeyId;
@@ -253,6 +258,32 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
         async handler(this: any) {
           return collectClusterStatus(this.broker);
         },
+      },
+      drainVoiceServer: {
+        /** Maintenance: the voice server takes no new calls, lets busy channels finish, then reports drained. */
+        async handler(this: any, ctx: Context<{ nodeId?: unknown }>) {
+          return this.voiceServerCommand(ctx.params.nodeId, 'drain');
+        },
+      },
+      resumeVoiceServer: {
+        /** Back in service after a drain. */
+        async handler(this: any, ctx: Context<{ nodeId?: unknown }>) {
+          return this.voiceServerCommand(ctx.params.nodeId, 'resume');
+        },
+      },
+    },
+
+    methods: {
+      /** Sends drain/resume to the voice server of one node: no retries, so it never lands on another node. */
+      async voiceServerCommand(this: any, nodeId: unknown, command: 'drain' | 'resume') {
+        if (typeof nodeId !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) {
+          throw new ValidationFailedError('nodeId must be a node ID', { nodeId: 'must be 1-64 of A-Z a-z 0-9 _ . -' });
+        }
+        const list = this.broker.registry.getServiceList({ onlyAvailable: true, withActions: false }) as Array<{ name: string; nodeID: string }>;
+        if (!list.some((s) => s.name === 'voice-server' && s.nodeID === nodeId)) {
+          throw new NotFoundError(`no voice server on node '${nodeId}'`);
+        }
+        return this.broker.call(`voice-server.${command}`, {}, { nodeID: nodeId, retries: 0, timeout: 5000 });
       },
     },
 

@@ -4,6 +4,13 @@
  * PIN from the cluster secret alone (constant time, throttled per event ID), binds the call
  * just-in-time to a port of its own pre-assigned range and, for the first caller of an event on
  * this server, to an encoder port; then mixes the conference (mix-minus) every 20 ms.
+ *
+ * In the cluster it reports itself every heartbeat, and at once on any state change, as a
+ * `VoiceStatus` broadcast (`EVENTS.voiceStatus`) that the `sip-router`s route calls by. Its state
+ * for new calls (core/voice-state.ts): in service; suspended when free ports run low (port
+ * availability suspend, with hysteresis); maintenance after `voice-server.drain` (new INVITEs get
+ * 503 with Retry-After, busy channels finish, then it reports drained) until `voice-server.resume`;
+ * out of service while stopping.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
@@ -16,7 +23,8 @@ import { ConferenceMixer, FRAME_SAMPLES } from '../core/conference.ts';
 import { initialIvrState, stepIvr, type IvrEffect, type IvrInput, type IvrState, type VerifyFailure } from '../core/ivr.ts';
 import { PortPool } from '../core/port-pool.ts';
 import { FailureThrottle } from '../core/throttle.ts';
-import { EVENTS, type EncoderStartResult, type JoinResult } from '../runtime/contracts.ts';
+import { admitsCalls, channelCounts, initialVoiceState, resumeThreshold, stepVoiceState, voiceServerState, type VoiceInput, type VoicePorts, type VoiceState } from '../core/voice-state.ts';
+import { EVENTS, type ChannelCounts, type EncoderStartResult, type JoinResult, type VoiceServerState, type VoiceStatus } from '../runtime/contracts.ts';
 import { MediaClock } from '../runtime/media-clock.ts';
 import { loadPrompts, type PromptAudio } from '../runtime/prompts.ts';
 import { SipUserAgent, type InboundCall } from '../runtime/sip/index.ts';
@@ -43,13 +51,24 @@ interface CallState {
   digitTimer?: NodeJS.Timeout;
 }
 
-/** What `voice-server.status` returns. */
+/** Retry-After (s) of the 503 a draining or stopping server answers a new INVITE with. */
+const MAINTENANCE_RETRY_AFTER_S = 30;
+/** Retry-After (s) of the 503 when no RTP port is free. */
+const NO_PORT_RETRY_AFTER_S = 5;
+
+/** What `voice-server.status` (and drain / resume) return. */
 export interface VoiceServerStatus {
   nodeId: string;
   dataCenter: string;
   sip: { host: string; port: number };
+  /** State for new calls (see core/voice-state.ts). */
+  state: VoiceServerState;
+  /** In maintenance: true once the last busy channel has ended. */
+  drained: boolean;
   portRange: { min: number; max: number };
-  ports: { capacity: number; busy: number; resting: number; available: number };
+  ports: { capacity: number; busy: number; resting: number; available: number; outOfService: number; suspendBelow: number; resumeAt: number };
+  /** Channels (ports) by state. */
+  channelStates: ChannelCounts;
   channels: ChannelView[];
   conferences: Array<{ eventId: string; port: number; members: number; streamId?: string }>;
   lateFrames: number;
@@ -58,6 +77,7 @@ export interface VoiceServerStatus {
 /** Creates the voice-server actor for this node. */
 export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
   const ivrOpts = { maxFailures: 3, endCode: config.endCode };
+  const stateOpts = { suspendBelow: config.portSuspendBelow, resumeAt: config.portResumeAt };
 
   return {
     name: 'voice-server',
@@ -69,6 +89,10 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       this.conferences = new Map<string, Conference>();
       this.clock = new MediaClock(() => this.onFrame());
       this.counter = 0;
+      /** Ports that could not be bound: out of service until they may be tried again (port → ms). */
+      this.quarantined = new Map<number, number>();
+      this.statusSeq = 0;
+      this.voiceState = initialVoiceState(this.portCounts(), stateOpts);
     },
 
     async started() {
@@ -79,10 +103,19 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       this.ua.on('message-error', (info: { from: string; reason: string }) => this.logger.warn(`malformed SIP [from:${info.from}] ${info.reason}`));
       this.clock.start();
       this.sweep = setInterval(() => this.sweepSilent(), 1000);
-      this.logger.info(`voice server up [sip:${config.sipHost}:${config.sipPort} rtp:${config.rtpPorts.min}-${config.rtpPorts.max}]`);
+      this.beat = setInterval(() => this.heartbeat(), config.heartbeatS * 1000);
+      const pool = this.pool as PortPool;
+      if (config.portSuspendBelow > 0 && pool.capacity <= config.portSuspendBelow) {
+        this.logger.warn(`RTP range holds ${pool.capacity} ports, not more than portSuspendBelow (${config.portSuspendBelow}): this server stays suspended [rtp:${config.rtpPorts.min}-${config.rtpPorts.max}]`);
+      }
+      this.logger.info(`voice server up [sip:${config.sipHost}:${config.sipPort} rtp:${config.rtpPorts.min}-${config.rtpPorts.max} ports:${pool.capacity} state:${voiceServerState(this.voiceState)}]`);
+      this.publishStatus();
     },
 
     async stopped() {
+      clearInterval(this.beat);
+      // Out of service first, so routers stop sending calls before the socket closes.
+      this.applyVoice({ type: 'stop' });
       clearInterval(this.sweep);
       this.clock.stop();
       await Promise.allSettled([...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.call.hangup()));
@@ -105,47 +138,149 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
     },
 
     actions: {
+      /** Maintenance: refuse new calls, let busy channels finish, then report drained. Call with `{nodeID}`. */
+      drain: {
+        handler(this: any): VoiceServerStatus {
+          const before = voiceServerState(this.voiceState);
+          this.applyVoice({ type: 'drain' });
+          this.logger.info(`drain requested [node:${config.nodeId} was:${before} busy:${(this.pool as PortPool).busy}]`);
+          return this.fullStatus();
+        },
+      },
+      /** Back in service after a drain. Call with `{nodeID}`. */
+      resume: {
+        handler(this: any): VoiceServerStatus {
+          const before = voiceServerState(this.voiceState);
+          this.applyVoice({ type: 'resume' });
+          this.logger.info(`resume requested [node:${config.nodeId} was:${before} now:${voiceServerState(this.voiceState)}]`);
+          return this.fullStatus();
+        },
+      },
       status: {
         handler(this: any): VoiceServerStatus {
-          const pool = this.pool as PortPool;
-          return {
-            nodeId: config.nodeId,
-            dataCenter: config.dataCenter,
-            sip: { host: config.sipHost, port: config.sipPort },
-            portRange: { min: config.rtpPorts.min, max: config.rtpPorts.max },
-            ports: { capacity: pool.capacity, busy: pool.busy, resting: pool.resting, available: pool.available(Date.now()) },
-            channels: [...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.view()),
-            conferences: [...(this.conferences as Map<string, Conference>).values()].map((c) => ({
-              eventId: c.eventId,
-              port: c.port,
-              members: c.members.size,
-              streamId: c.encoder?.streamId,
-            })),
-            lateFrames: (this.clock as MediaClock).lateFrames,
-          };
+          return this.fullStatus();
         },
       },
     },
 
     methods: {
+      /** Ports of the range as the state machine counts them. */
+      portCounts(this: any): VoicePorts {
+        const now = Date.now();
+        const pool = this.pool as PortPool;
+        const quarantined = this.quarantined as Map<number, number>;
+        for (const [port, until] of quarantined) if (until <= now) quarantined.delete(port);
+        return { capacity: pool.capacity, available: pool.available(now), busy: pool.busy, outOfService: quarantined.size };
+      },
+
+      /** Steps the state machine; logs and broadcasts at once on a change. Returns whether it broadcast. */
+      applyVoice(this: any, input: VoiceInput): boolean {
+        const { state, effects } = stepVoiceState(this.voiceState as VoiceState, input, stateOpts);
+        this.voiceState = state;
+        const p = state.ports;
+        for (const fx of effects) {
+          if (fx.type === 'state-changed') {
+            this.logger.info(`voice server ${fx.to} [node:${config.nodeId} was:${fx.from} free:${p.available} busy:${p.busy} capacity:${p.capacity}]`);
+          } else {
+            this.logger.info(`voice server drained: no busy channel left [node:${config.nodeId}]`);
+          }
+        }
+        if (effects.length === 0) return false;
+        this.publishStatus();
+        return true;
+      },
+
+      /** Port counts changed (a call came or went, a port woke from rest). */
+      refreshPorts(this: any): boolean {
+        return this.applyVoice({ type: 'ports', ports: this.portCounts() });
+      },
+
+      heartbeat(this: any) {
+        if (!this.refreshPorts()) this.publishStatus();
+      },
+
+      /** The compact status routers route by. */
+      voiceStatus(this: any): VoiceStatus {
+        const s = this.voiceState as VoiceState;
+        return {
+          nodeId: config.nodeId,
+          dataCenter: config.dataCenter,
+          sip: { host: config.sipHost, port: config.sipPort },
+          state: voiceServerState(s),
+          drained: s.drained,
+          ports: { capacity: s.ports.capacity, available: s.ports.available, busy: s.ports.busy, suspendBelow: stateOpts.suspendBelow, resumeAt: resumeThreshold(s.ports, stateOpts) },
+          channels: channelCounts(s),
+          seq: ++this.statusSeq,
+          updatedAt: new Date().toISOString(),
+        };
+      },
+
+      publishStatus(this: any) {
+        const status = this.voiceStatus();
+        Promise.resolve(this.broker.broadcast(EVENTS.voiceStatus, status)).catch((err: Error) => {
+          this.logger.debug(`status broadcast failed [node:${config.nodeId}] ${err.message}`);
+        });
+      },
+
+      /** Everything `jitcast status` shows of this server. */
+      fullStatus(this: any): VoiceServerStatus {
+        this.refreshPorts();
+        const pool = this.pool as PortPool;
+        const s = this.voiceState as VoiceState;
+        return {
+          nodeId: config.nodeId,
+          dataCenter: config.dataCenter,
+          sip: { host: config.sipHost, port: config.sipPort },
+          state: voiceServerState(s),
+          drained: s.drained,
+          portRange: { min: config.rtpPorts.min, max: config.rtpPorts.max },
+          ports: {
+            capacity: pool.capacity,
+            busy: pool.busy,
+            resting: pool.resting,
+            available: s.ports.available,
+            outOfService: s.ports.outOfService,
+            suspendBelow: stateOpts.suspendBelow,
+            resumeAt: resumeThreshold(s.ports, stateOpts),
+          },
+          channelStates: channelCounts(s),
+          channels: [...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.view()),
+          conferences: [...(this.conferences as Map<string, Conference>).values()].map((c) => ({
+            eventId: c.eventId,
+            port: c.port,
+            members: c.members.size,
+            streamId: c.encoder?.streamId,
+          })),
+          lateFrames: (this.clock as MediaClock).lateFrames,
+        };
+      },
+
       /** A new INVITE: take a port, answer, start the IVR. */
       async onInvite(this: any, call: InboundCall) {
+        if (!admitsCalls(this.voiceState as VoiceState)) {
+          this.logger.info(`call refused: ${voiceServerState(this.voiceState)} [call:${call.callId} from:${call.fromUri}]`);
+          call.reject(503, 'Service Unavailable', [['Retry-After', String(MAINTENANCE_RETRY_AFTER_S)]]);
+          return;
+        }
         const pool = this.pool as PortPool;
         let channel: Channel | undefined;
         for (let tries = 0; !channel && tries < 5; tries++) {
           const port = pool.acquire(Date.now());
           if (port === undefined) break;
+          this.refreshPorts();
           try {
             channel = await Channel.open({ channelId: `${config.nodeId}:${port}:${++this.counter}`, port, host: config.sipHost, call });
           } catch (err) {
-            // Another process holds the port: keep it out of the pool for a while.
+            // Another process holds the port: keep it out of the pool (out of service) for a while.
             this.logger.warn(`RTP port unavailable [port:${port}] ${(err as Error).message}`);
             pool.quarantine(port, Date.now());
+            this.quarantined.set(port, Date.now() + config.portReuseTimeoutS * 1000);
+            this.refreshPorts();
           }
         }
         if (!channel) {
           this.logger.warn(`no free RTP port: call refused [call:${call.callId} from:${call.fromUri}]`);
-          call.reject(503, 'Service Unavailable');
+          call.reject(503, 'Service Unavailable', [['Retry-After', String(NO_PORT_RETRY_AFTER_S)]]);
           return;
         }
         try {
@@ -154,6 +289,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
           this.logger.warn(`offer refused [call:${call.callId}] ${(err as Error).message}`);
           channel.close();
           pool.release(channel.port, Date.now());
+          this.refreshPorts();
           call.reject(488, 'Not Acceptable Here');
           return;
         }
@@ -351,6 +487,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         clearTimeout(c.digitTimer);
         ch.close();
         (this.pool as PortPool).release(ch.port, Date.now());
+        this.refreshPorts();
         this.logger.info(`call ended [port:${ch.port} call:${ch.call.callId} reason:${reason} rtpIn:${ch.stats.rtpIn} foreign:${ch.stats.rtpForeign}]`);
         const eventId = ch.eventId;
         if (!eventId) return;

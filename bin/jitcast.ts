@@ -7,6 +7,8 @@
  *   jitcast events [--json]        list events
  *   jitcast event ID [--json]      one event
  *   jitcast end ID                 end a live event
+ *   jitcast drain NODE             put a voice server into maintenance (busy calls finish)
+ *   jitcast resume NODE            bring a drained voice server back into service
  * Every config flag also reads from the environment as JITCAST_<FLAG> (see cluster.config.ts).
  */
 import { parseArgs } from 'node:util';
@@ -16,7 +18,7 @@ import { JitcastError } from '../runtime/errors.ts';
 const CONFIG_FLAGS = [
   'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'http-host', 'http-port', 'public-url',
   'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
-  'auth-code-timeout-s', 'port-reuse-timeout-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
+  'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
   'log-level',
 ];
 
@@ -30,6 +32,8 @@ Usage:
   jitcast events [--json]               list events
   jitcast event EVENT_ID [--json]       show one event
   jitcast end EVENT_ID                  end a live event now
+  jitcast drain NODE                    voice server of NODE into maintenance: no new calls, busy ones finish
+  jitcast resume NODE                   voice server of NODE back into service
 
 Flags (each also read from JITCAST_<FLAG>, e.g. JITCAST_HTTP_PORT):
   ${CONFIG_FLAGS.map((f) => `--${f}`).join(' ')}
@@ -60,6 +64,16 @@ function configFrom(values: Record<string, unknown>): JitcastConfig {
   return loadConfig(overrides);
 }
 
+/** The banner's SIP line: the dial-in address, or a voice server's own port behind the front door. */
+function sipLine(config: JitcastConfig): string {
+  const addr = `sip:jitcast@${config.sipHost}:${config.sipPort} (UDP)`;
+  const voice = config.roles.includes('voice-server');
+  if (config.natsUrl && voice && !config.roles.includes('sip-router')) return `  SIP (voice server)            ${addr}, reached through the cluster's sip-router`;
+  if (!voice && config.roles.includes('sip-router')) return `  SIP dial-in (front door)      ${addr}`;
+  if (!voice) return `  SIP                           none (no voice-server or sip-router role)`;
+  return `  SIP dial-in                   ${addr}`;
+}
+
 async function runNode(config: JitcastConfig, banner: boolean): Promise<void> {
   const { startNode } = await import('../runtime/node.ts');
   const node = await startNode(config);
@@ -69,7 +83,7 @@ async function runNode(config: JitcastConfig, banner: boolean): Promise<void> {
       '',
       `  jitcast node ${config.nodeId} is up (${roles}; ${config.natsUrl ? `cluster via ${config.natsUrl}` : 'embedded mode'})`,
       `  HTTP API and attendee pages   ${config.publicUrl}`,
-      `  SIP dial-in                   sip:jitcast@${config.sipHost}:${config.sipPort} (UDP)`,
+      sipLine(config),
       `  API key                       ${config.apiKeys[0]}`,
       `  data directory                ${config.dataDir}`,
       '',
@@ -126,14 +140,34 @@ export function renderStatus(s: any): string {
       node: v.nodeId,
       dc: v.dataCenter,
       sip: `${v.sip.host}:${v.sip.port}`,
+      state: v.state === 'maintenance' ? (v.drained ? 'maintenance (drained)' : 'maintenance (draining)') : (v.state ?? ''),
       ports: `${v.portRange.min}-${v.portRange.max}`,
       busy: v.ports.busy,
       free: v.ports.available,
       resting: v.ports.resting,
-      channels: v.channels.length,
+      channels: v.channelStates
+        ? `in service ${v.channelStates.inService} (busy ${v.channelStates.busy}), maintenance ${v.channelStates.maintenance}, out of service ${v.channelStates.outOfService}`
+        : v.channels.length,
     })),
-    ['node', 'dc', 'sip', 'ports', 'busy', 'free', 'resting', 'channels'],
+    ['node', 'dc', 'sip', 'state', 'ports', 'busy', 'free', 'resting', 'channels'],
   );
+  if ((s.sipRouters ?? []).length > 0) {
+    out += '\nFront doors (sip-router)\n';
+    out += table(
+      (s.sipRouters ?? []).flatMap((r: any) =>
+        (r.voiceServers.length ? r.voiceServers : [{}]).map((v: any) => ({
+          router: r.nodeId,
+          sip: `${r.sip.host}:${r.sip.port}`,
+          dc: r.dataCenter,
+          'voice server': v.nodeId ?? '(none known)',
+          'its dc': v.dataCenter ?? '',
+          routable: v.nodeId ? (v.routable ? 'yes' : `no: ${v.because}`) : '',
+          free: v.freePorts ?? '',
+        })),
+      ),
+      ['router', 'sip', 'dc', 'voice server', 'its dc', 'routable', 'free'],
+    );
+  }
   out += '\nChannels\n';
   out += table(
     (s.voiceServers ?? []).flatMap((v: any) => v.channels.map((c: any) => ({ node: v.nodeId, port: c.port, state: c.phase, event: c.eventId ?? '', caller: c.caller, codec: c.codec, since: c.since }))),
@@ -202,6 +236,20 @@ async function main(): Promise<void> {
       if (!id) throw new Error('end needs an event ID');
       const e = await api(config, url, 'POST', `/api/events/${encodeURIComponent(id)}/end`);
       process.stdout.write(`event ${e.eventId} is ${e.status}\n`);
+      return;
+    }
+    case 'drain':
+    case 'resume': {
+      const id = positionals[1];
+      if (!id) throw new Error(`${cmd} needs a node ID (see jitcast status)`);
+      const v = await api(config, url, 'POST', `/api/cluster/voice-servers/${encodeURIComponent(id)}/${cmd}`);
+      if (json) {
+        process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+        return;
+      }
+      const busy = v.ports?.busy ?? 0;
+      const detail = v.state === 'maintenance' ? (v.drained ? 'drained: no call left on it' : `draining: ${busy} busy channel(s) finish, then it reports drained`) : `${v.ports?.available ?? 0} free port(s)`;
+      process.stdout.write(`voice server ${v.nodeId} is ${v.state} (${detail})\n`);
       return;
     }
     default:

@@ -10,7 +10,10 @@ import type { ServiceBroker } from 'moleculer';
 export interface ClusterStatus {
   generatedAt: string;
   nodes: Array<{ id: string; dataCenter?: string; roles?: string[]; address?: string; available: boolean; local: boolean }>;
+  /** Each voice server's `voice-server.status`: state (in-service, suspended, maintenance, out-of-service), drained, ports, channels. */
   voiceServers: any[];
+  /** Each front door's `sip-router.status`: its address and how it sees every voice server. */
+  sipRouters: any[];
   encoderPorts: any[];
   streams: any[];
   archiveLeader?: string;
@@ -41,8 +44,9 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     available: n.available as boolean,
     local: n.local as boolean,
   }));
-  const [voiceServers, encoderLists, streams] = await Promise.all([
+  const [voiceServers, sipRouters, encoderLists, streams] = await Promise.all([
     Promise.all(nodesRunning(broker, 'voice-server').map((id) => ask('voice-server.status', id))),
+    Promise.all(nodesRunning(broker, 'sip-router').map((id) => ask('sip-router.status', id))),
     Promise.all(nodesRunning(broker, 'encoder-port').map((id) => ask('encoder-port.list', id))),
     nodesRunning(broker, 'monitoring').length ? broker.call('monitoring.activeStreams', {}, { timeout: 1500 }).catch((err: Error) => {
       errors.push({ nodeId: '-', action: 'monitoring.activeStreams', message: err.message });
@@ -54,6 +58,7 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     generatedAt: new Date().toISOString(),
     nodes,
     voiceServers: voiceServers.filter(Boolean),
+    sipRouters: sipRouters.filter(Boolean),
     encoderPorts,
     streams: streams as any[],
     // One coordinator per cluster until the elected leader of issue 4: the first node running it.

@@ -69,6 +69,11 @@ export interface StreamRecord {
   port: number;
   startedAt: string;
   endedAt?: string;
+  /**
+   * The last push monitoring saw (the dataset's own `lastSeenAt`). Shows where a stream that died
+   * without a stop (ffmpeg or its node killed) really ended, so a restart's gap is visible.
+   */
+  lastSeenAt?: string;
   /** Seconds of media the encoder wrote. */
   durationS?: number;
   /** True once the raw files are in content storage. */
@@ -129,6 +134,63 @@ export interface EncoderStartResult {
   payloadType: number;
 }
 
+// ---- voice servers in the cluster (issue 3) ------------------------------------------------
+
+/**
+ * State of a voice server for new calls. `in-service` takes them; `suspended` (port availability
+ * suspend: free ports ran low) and `maintenance` (drained by the operator) take none, while busy
+ * channels finish; `out-of-service` is stopping or failed.
+ */
+export type VoiceServerState = 'in-service' | 'maintenance' | 'suspended' | 'out-of-service';
+
+/** State of one channel (one RTP port of the server's range). */
+export type ChannelState = 'in-service' | 'maintenance' | 'out-of-service';
+
+/** Channels of a voice server counted by state; `busy` channels (a call on them) are in service. */
+export interface ChannelCounts {
+  inService: number;
+  busy: number;
+  maintenance: number;
+  outOfService: number;
+}
+
+/**
+ * What every voice server broadcasts as `EVENTS.voiceStatus` each heartbeat and at once on any
+ * state change; the `sip-router` routes calls from it, and `jitcast status` shows it.
+ */
+export interface VoiceStatus {
+  nodeId: string;
+  dataCenter: string;
+  /** Where the voice server answers SIP (the router forwards INVITEs here). */
+  sip: { host: string; port: number };
+  state: VoiceServerState;
+  /** In maintenance: true once the last busy channel has ended. */
+  drained: boolean;
+  ports: {
+    capacity: number;
+    /** Free right now (not busy, not resting after a call, not out of service). */
+    available: number;
+    busy: number;
+    /** Below this many free ports the server suspends itself (0: never). */
+    suspendBelow: number;
+    /** A suspended server resumes once this many ports are free. */
+    resumeAt: number;
+  };
+  channels: ChannelCounts;
+  /** Counts up with every status this process sends; lets a receiver drop a late one. */
+  seq: number;
+  /** When the status was made (ISO). */
+  updatedAt: string;
+}
+
+/** `EVENTS.assetHealth`: the verdict of a health test on an asset (monitoring's synthetic call). */
+export interface AssetHealth {
+  asset: 'voice-server' | 'encoder-port';
+  nodeId: string;
+  healthy: boolean;
+  reason?: string;
+}
+
 /** Broker events (emit/broadcast) by name. */
 export const EVENTS = {
   /** `{eventId, reason}`: every voice server hangs up the event's calls, every encoder stops its streams. */
@@ -139,4 +201,8 @@ export const EVENTS = {
   streamDataset: 'jitcast.stream.dataset',
   /** StreamRecord: an encoder's stream stopped (and its files are stored when `stored`). */
   streamStopped: 'jitcast.stream.stopped',
+  /** VoiceStatus: a voice server's heartbeat and state changes (broadcast). */
+  voiceStatus: 'jitcast.voice.status',
+  /** AssetHealth: an asset failed or passed its health test; a failed voice server gets no calls. */
+  assetHealth: 'jitcast.asset.health',
 } as const;

@@ -265,16 +265,16 @@ export class InboundCall extends EventEmitter<InboundCallEvents> {
     this.#start2xx(res, this.#remoteSeq, true);
   }
 
-  /** Send a final non-2xx response (retransmitted by Timer G until the ACK, §17.2.1). */
-  reject(status: number, reason?: string): void {
-    this.#rejectWith(status, reason, 'rejected');
+  /** Send a final non-2xx response (retransmitted by Timer G until the ACK, §17.2.1); `headers` e.g. Retry-After. */
+  reject(status: number, reason?: string, headers: Array<[string, string]> = []): void {
+    this.#rejectWith(status, reason, 'rejected', headers);
   }
 
-  #rejectWith(status: number, reason: string | undefined, why: TerminationReason): void {
+  #rejectWith(status: number, reason: string | undefined, why: TerminationReason, headers: Array<[string, string]> = []): void {
     if (!Number.isInteger(status) || status < 300 || status > 699) throw new RangeError(`reject() needs a status 300–699, got ${status}`);
     if (this.#state !== 'proceeding' || this.#finalSent) return;
     this.#finalSent = true;
-    this.#respond(this.#inviteKey, this.#invite, status, reason);
+    this.#respond(this.#inviteKey, this.#invite, status, reason, headers);
     this.#terminate(why);
   }
 
