@@ -9,6 +9,10 @@
  *
  * No timers and no I/O here: the actor runs the effects (timers, storage, broadcasts, calls). Time
  * comes in with each input (`at`, ISO 8601) so the machine stays deterministic.
+ *
+ * In cluster mode an event moves between nodes (sharded by event ID): the node that takes it over
+ * feeds `resume` with the state another node stored (StoredEvent), and every holder feeds
+ * `callers-gone` when a voice server's node leaves the cluster, since its channels vanished with it.
  */
 import type { ArchiveFragment, EventInfo, EventStatus } from '../runtime/contracts.ts';
 
@@ -49,7 +53,11 @@ export type LifecycleInput =
   | { type: 'archive-built'; at: string; archive: ArchiveFragment[] }
   | { type: 'archive-failed'; at: string; error: string }
   | { type: 'retry-archive'; at: string }
-  | { type: 'update'; at: string; patch: EventPatch };
+  | { type: 'update'; at: string; patch: EventPatch }
+  /** Voice servers on these nodes left the cluster: their callers are gone without a `leave`. */
+  | { type: 'callers-gone'; at: string; nodeIds: string[] }
+  /** This node took the event over from the shared store; callers on `goneNodeIds` are dropped. */
+  | { type: 'resume'; at: string; goneNodeIds: string[] };
 
 /** Commands for the actor, run in order. */
 export type LifecycleEffect =
@@ -64,6 +72,30 @@ export type LifecycleEffect =
   | { type: 'await-streams' }
   /** Ask the archive coordinator to build the archive; it answers with `archive-built` / `archive-failed`. */
   | { type: 'request-archive' };
+
+/**
+ * An event's live state as kept in the shared store (cluster mode: Redis), enough for another node
+ * to carry on where the last one stopped: lifecycle state with callers, timer deadlines, archive
+ * progress. event-info.xml stays the durable source of truth for `info`.
+ */
+export interface StoredEvent {
+  /** Bumped on every change; the store refuses a write older than what it holds. */
+  rev: number;
+  /** The node that wrote it. */
+  owner: string;
+  state: LifecycleState;
+  /** When the "event over" timer fires (epoch ms), while `state.idleTimer`. */
+  idleDeadlineMs?: number;
+  /** When the wait for the streams to settle gives up (epoch ms), while ended. */
+  settleDeadlineMs?: number;
+  /** When the archive was requested (ISO), while archiving. */
+  archiveRequestedAt?: string;
+  /** ISO time of the write. */
+  savedAt: string;
+}
+
+/** Statuses in which a node has something to do for the event (a timer, a wait, an archive). */
+export const OPEN_STATUSES: ReadonlySet<EventStatus> = new Set<EventStatus>(['live', 'ended', 'archiving']);
 
 /** A refused input: the state is unchanged and the message names the current state. */
 export interface LifecycleRefusal {
@@ -130,6 +162,12 @@ function withInfo(state: LifecycleState, at: string, change: Partial<EventInfo>)
 function without<T>(record: Readonly<Record<string, T>>, key: string): Record<string, T> {
   const copy = { ...record };
   delete copy[key];
+  return copy;
+}
+
+function withoutNodes(record: Readonly<Record<string, CallerRef>>, nodeIds: ReadonlySet<string>): Record<string, CallerRef> {
+  const copy: Record<string, CallerRef> = {};
+  for (const [channelId, c] of Object.entries(record)) if (!nodeIds.has(c.nodeId)) copy[channelId] = c;
   return copy;
 }
 
@@ -209,6 +247,32 @@ export function step(state: LifecycleState, input: LifecycleInput): StepResult {
         state: withInfo(state, input.at, { status: 'archiving' }),
         effects: [{ type: 'persist' }, { type: 'broadcast-status', status: 'archiving' }, { type: 'request-archive' }],
       };
+    case 'callers-gone': {
+      const gone = new Set(input.nodeIds);
+      if (!Object.values(state.callers).some((c) => gone.has(c.nodeId))) return { state, effects: [] };
+      const callers = withoutNodes(state.callers, gone);
+      if (status === 'live' && Object.keys(callers).length === 0 && !state.idleTimer) {
+        return { state: { ...state, callers, idleTimer: true }, effects: [{ type: 'start-idle-timer' }] };
+      }
+      return { state: { ...state, callers }, effects: [] };
+    }
+    case 'resume': {
+      // Like recover(), but from a state another node stored: callers on live nodes stay, and the
+      // actor re-arms the timers from the stored deadlines.
+      const gone = new Set(input.goneNodeIds);
+      const next = Object.values(state.callers).some((c) => gone.has(c.nodeId)) ? { ...state, callers: withoutNodes(state.callers, gone) } : state;
+      switch (status) {
+        case 'live':
+          if (callerCount(next) > 0) return { state: next.idleTimer ? { ...next, idleTimer: false } : next, effects: [] };
+          return { state: next.idleTimer ? next : { ...next, idleTimer: true }, effects: [{ type: 'start-idle-timer' }] };
+        case 'ended':
+          return { state: next, effects: [{ type: 'await-streams' }] };
+        case 'archiving':
+          return { state: next, effects: [{ type: 'request-archive' }] };
+        default:
+          return { state: next, effects: [] };
+      }
+    }
     case 'update': {
       if (!UPDATABLE.has(status)) return refuse(state, input, `only a reserved or live event can be changed`);
       const change: Partial<EventInfo> = {};

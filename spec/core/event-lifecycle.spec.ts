@@ -283,6 +283,67 @@ describe('event lifecycle', () => {
     }
   });
 
+  describe('callers-gone (a voice server node left the cluster)', () => {
+    const on = (nodeId: string, channelId: string): LifecycleInput => ({ type: 'join', at: T1, channelId, nodeId, port: 10002 });
+    const twoNodes = () => step(step(inStatus('reserved'), on('voice-a', 'a1')).state, on('voice-b', 'b1')).state;
+
+    it('step(live, callers-gone) drops only that node\'s callers and keeps the event without a timer', () => {
+      const r = step(twoNodes(), { type: 'callers-gone', at: T2, nodeIds: ['voice-a'] });
+      assert.deepEqual(Object.keys(r.state.callers), ['b1']);
+      assert.equal(r.state.idleTimer, false);
+      assert.deepEqual(r.effects, []);
+    });
+
+    it('step(live, callers-gone) of the last caller\'s node starts the idle timer', () => {
+      const once = step(twoNodes(), { type: 'callers-gone', at: T2, nodeIds: ['voice-a'] }).state;
+      const r = step(once, { type: 'callers-gone', at: T2, nodeIds: ['voice-b'] });
+      assert.equal(callerCount(r.state), 0);
+      assert.equal(r.state.idleTimer, true);
+      assert.deepEqual(r.effects, [{ type: 'start-idle-timer' }]);
+    });
+
+    it('step(live, callers-gone) of a node with no callers returns the same state', () => {
+      const s = twoNodes();
+      const r = step(s, { type: 'callers-gone', at: T2, nodeIds: ['voice-c'] });
+      assert.equal(r.state, s);
+      assert.deepEqual(r.effects, []);
+    });
+  });
+
+  describe('resume (taken over from the shared store)', () => {
+    const withCallers = (nodes: string[], idleTimer = false) =>
+      inStatus('live', { callers: Object.fromEntries(nodes.map((n, i) => [`ch-${i}`, { nodeId: n, port: 10002 + i }])), idleTimer });
+
+    it('step(live, resume) keeps callers on live nodes, no timer, same state when nothing changed', () => {
+      const s = withCallers(['voice-a']);
+      const r = step(s, { type: 'resume', at: T2, goneNodeIds: [] });
+      assert.equal(r.state, s);
+      assert.deepEqual(r.effects, []);
+    });
+
+    it('step(live, resume) drops callers on gone nodes and, with none left, starts the idle timer', () => {
+      const r = step(withCallers(['voice-a', 'voice-a']), { type: 'resume', at: T2, goneNodeIds: ['voice-a'] });
+      assert.equal(callerCount(r.state), 0);
+      assert.equal(r.state.idleTimer, true);
+      assert.deepEqual(r.effects, [{ type: 'start-idle-timer' }]);
+    });
+
+    it('step(live, resume) with the idle timer already running re-arms it (the actor keeps the stored deadline)', () => {
+      const s = withCallers([], true);
+      const r = step(s, { type: 'resume', at: T2, goneNodeIds: [] });
+      assert.equal(r.state, s);
+      assert.deepEqual(r.effects, [{ type: 'start-idle-timer' }]);
+    });
+
+    it('step(ended, resume) waits for streams; step(archiving, resume) requests the archive; others do nothing', () => {
+      assert.deepEqual(step(inStatus('ended'), { type: 'resume', at: T2, goneNodeIds: [] }).effects, [{ type: 'await-streams' }]);
+      assert.deepEqual(step(inStatus('archiving'), { type: 'resume', at: T2, goneNodeIds: [] }).effects, [{ type: 'request-archive' }]);
+      for (const status of ['reserved', 'archived', 'archive-error', 'cancelled'] as const) {
+        assert.deepEqual(step(inStatus(status), { type: 'resume', at: T2, goneNodeIds: [] }).effects, []);
+      }
+    });
+  });
+
   it('step() never mutates the state it is given', () => {
     const s = inStatus('reserved');
     const frozen = structuredClone(s);
