@@ -2,10 +2,11 @@
  * `npm run bench [-- --only NAME[,NAME]] [-- --quick]`: runs the benchmarks of issue 2 against a
  * real node (`node bin/jitcast.js start`) with sipp as the caller, prints one table (benchmark,
  * figure, unit, target, notes) and writes `.bench/results.json`. Benchmarks measure and print;
- * they never assert. All traffic stays on 127.0.0.1, on ports 31000-39999.
+ * they never assert. All traffic stays on 127.0.0.1, on ports 31000-39999 (the cluster benchmarks
+ * of issue 3, failover and call-setup, run three node processes on ports 48000-49999).
  *
  *   --quick          short runs for a smoke check (under ~2 minutes)
- *   --only NAMES     pin-to-live, glass-to-glass, capacity (comma-separated)
+ *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup (comma-separated)
  *   --n LIST         capacity: the N to try, e.g. --n 50,100 (default 25,50,100,200; quick 10)
  *   --no-debian      capacity: skip the comparison run with Debian's ffmpeg
  */
@@ -14,7 +15,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
+import { callSetup } from './call-setup.ts';
 import { capacity } from './capacity.ts';
+import { failover } from './failover.ts';
 import { glassToGlass } from './glass-to-glass.ts';
 import { pinToLive } from './pin-to-live.ts';
 import { REPO } from './support/node.ts';
@@ -32,7 +35,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity] [--n 25,50] [--no-debian]');
+  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity,failover,call-setup] [--n 25,50] [--no-debian]');
   process.exit(0);
 }
 
@@ -41,6 +44,8 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
   'pin-to-live': pinToLive,
   'glass-to-glass': glassToGlass,
   capacity: (o) => capacity({ ...o, ns, compareDebian: values['no-debian'] ? false : undefined }),
+  failover,
+  'call-setup': callSetup,
 };
 
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
