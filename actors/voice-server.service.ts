@@ -121,7 +121,9 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       await Promise.allSettled([...(this.calls as Map<string, CallState>).values()].map((c) => c.channel.call.hangup()));
       for (const c of (this.calls as Map<string, CallState>).values()) this.teardown(c, 'shutdown');
       await this.ua?.close();
+      // Idempotent: a second stop must not throw on the closed socket.
       this.castSocket?.close();
+      this.castSocket = undefined;
     },
 
     events: {

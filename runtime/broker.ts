@@ -18,6 +18,8 @@ export function brokerOptions(config: JitcastConfig, extra: Partial<BrokerOption
     errorRegenerator: new JitcastRegenerator(),
     // Calls aimed at one actor must not be retried elsewhere (FIELD-NOTES); actors retry on their own terms.
     retryPolicy: { enabled: false },
+    // The CLI owns SIGINT/SIGTERM (one graceful stop); Moleculer's own handlers would stop the broker twice.
+    skipProcessEventRegistration: true,
     requestTimeout: 10_000,
     logLevel: config.logLevel,
     logger: { type: 'Console', options: { formatter: 'short', colors: process.stdout.isTTY, moduleColors: false, autoPadding: false } },
