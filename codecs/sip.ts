@@ -575,3 +575,25 @@ export function salvageSip(buf: Buffer): SalvagedMessage | undefined {
   if (!/^\S+ \S+ SIP\/\d+\.\d+$|^SIP\//.test(startLine) && headers.size === 0) return undefined;
   return { startLine, headers };
 }
+
+/**
+ * The 400 Bad Request owed to a malformed datagram (RFC 3261 §8.2), built from what
+ * `salvageSip` could read: undefined when nothing can be answered — no request line, an ACK,
+ * or no Via to send the answer along (§17.1.1.3). `toTag` is used when the To has no tag.
+ */
+export function badRequestFor(buf: Buffer, reason: string, opts: { server: string; toTag: () => string }): SipResponse | undefined {
+  const salvaged = salvageSip(buf);
+  if (!salvaged) return undefined;
+  const method = /^(\S+) \S+ SIP\//.exec(salvaged.startLine)?.[1];
+  const vias = salvaged.headers.getAll('Via');
+  if (!method || method === 'ACK' || vias.length === 0) return undefined;
+  const h = new SipHeaders();
+  for (const v of vias) h.append('Via', v);
+  for (const n of ['From', 'To', 'Call-ID', 'CSeq']) {
+    const v = salvaged.headers.get(n);
+    if (v !== undefined) h.append(n, n === 'To' && !/;\s*tag\s*=/i.test(v) ? `${v};tag=${opts.toTag()}` : v);
+  }
+  h.append('Server', opts.server);
+  h.append('Warning', `399 jitcast "${reason.replace(/["\\\r\n]/g, "'").slice(0, 200)}"`);
+  return { kind: 'response', status: 400, reason: 'Bad Request', headers: h, body: '' };
+}

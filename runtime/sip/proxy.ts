@@ -30,7 +30,7 @@ import {
   parseSip,
   parseVia,
   REASON_PHRASES,
-  salvageSip,
+  badRequestFor,
   serializeSip,
   SipHeaders,
   tagOf,
@@ -283,21 +283,9 @@ export class SipProxy extends EventEmitter<SipProxyEvents> {
     } catch (err) {
       this.#log.warn(`'message-error' listener threw [${(err as Error).message}]`);
     }
-    const salvaged = salvageSip(buf);
-    if (!salvaged) return;
-    const method = /^(\S+) \S+ SIP\//.exec(salvaged.startLine)?.[1];
-    const vias = salvaged.headers.getAll('Via');
-    // §8.2 / §16.3: a request with a Via can be answered; responses and ACKs never are.
-    if (!method || method === 'ACK' || vias.length === 0) return;
-    const h = new SipHeaders();
-    for (const v of vias) h.append('Via', v);
-    for (const n of ['From', 'To', 'Call-ID', 'CSeq']) {
-      const v = salvaged.headers.get(n);
-      if (v !== undefined) h.append(n, n === 'To' && !/;\s*tag\s*=/i.test(v) ? `${v};tag=${hash(buf.toString('latin1'), 10)}` : v);
-    }
-    h.append('Server', this.#ua);
-    h.append('Warning', `399 jitcast "${reason.replace(/["\\\r\n]/g, "'").slice(0, 200)}"`);
-    this.#send(serializeSip({ kind: 'response', status: 400, reason: 'Bad Request', headers: h, body: '' }), from);
+    // §16.3: a stateless proxy's tag must be the same for a retransmission, hence a hash.
+    const res = badRequestFor(buf, reason, { server: this.#ua, toTag: () => hash(buf.toString('latin1'), 10) });
+    if (res) this.#send(serializeSip(res), from);
   }
 
   // ---- responses -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import {
   parseSip,
   parseVia,
   REASON_PHRASES,
-  salvageSip,
+  badRequestFor,
   SipHeaders,
   tagOf,
   type SipRequest,
@@ -628,21 +628,8 @@ export class SipUserAgent extends EventEmitter<SipUserAgentEvents> {
     } catch (err) {
       this.#log.warn(`'message-error' listener threw [${(err as Error).message}]`);
     }
-    const salvaged = salvageSip(buf);
-    if (!salvaged) return;
-    const method = /^(\S+) \S+ SIP\//.exec(salvaged.startLine)?.[1];
-    const vias = salvaged.headers.getAll('Via');
-    // §8.2: a request with a Via can be answered; responses and ACKs never are (§17.1.1.3).
-    if (!method || method === 'ACK' || vias.length === 0) return;
-    const h = new SipHeaders();
-    for (const v of vias) h.append('Via', v);
-    for (const n of ['From', 'To', 'Call-ID', 'CSeq']) {
-      const v = salvaged.headers.get(n);
-      if (v !== undefined) h.append(n, n === 'To' && !/;\s*tag\s*=/i.test(v) ? `${v};tag=${newTag()}` : v);
-    }
-    h.append('Server', this.#host.userAgent);
-    h.append('Warning', `399 jitcast "${reason.replace(/["\\\r\n]/g, "'").slice(0, 200)}"`);
-    this.#layer.sendRaw({ kind: 'response', status: 400, reason: 'Bad Request', headers: h, body: '' }, from);
+    const res = badRequestFor(buf, reason, { server: this.#host.userAgent, toTag: newTag });
+    if (res) this.#layer.sendRaw(res, from);
   }
 
   #reply(key: string, req: SipRequest, status: number, extra: Array<[string, string]> = [], toTag?: string): void {
