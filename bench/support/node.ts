@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processTree, readStat } from './proc.ts';
+import { apiRequest } from '../../spec/support/node-process.ts';
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -106,22 +107,7 @@ export async function startBenchNode(o: { env?: Record<string, string>; warm?: b
     tail: () => out,
     problems: () => problems,
     problemCount: () => problemCount,
-    async api(method, path, body) {
-      const res = await fetch(baseUrl + path, {
-        method,
-        headers: { Authorization: `Bearer ${BENCH_API_KEY}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(20_000),
-      });
-      const text = await res.text();
-      let parsed: any;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return { status: res.status, body: parsed, text };
-    },
+    api: (method, path, body) => apiRequest(baseUrl, BENCH_API_KEY, method, path, body, { timeoutMs: 20_000 }),
     stop() {
       return (stopped ??= (async () => {
         const leftovers = processTree(proc.pid!).filter((p) => p.pid !== proc.pid);

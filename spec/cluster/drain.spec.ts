@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import {
   channelsOf,
   ensureServices,
-  frontDoorMissing,
   logLines,
   placeCall,
   refusedScenario,
@@ -32,7 +31,7 @@ const SLOT = 4;
 const DOOR_ROLES = ['gateway', 'reservation', 'event', 'monitoring', 'content-storage', 'archive-coordinator', 'attendee-access', 'sip-router'];
 const VOICE_ROLES = ['voice-server', 'encoder-port', 'content-storage'];
 
-describe('drain and resume a voice server with a call on it', { timeout: 240_000, skip: frontDoorMissing() }, () => {
+describe('drain and resume a voice server with a call on it', { timeout: 240_000 }, () => {
   let cluster: Cluster;
   const work = mkdtempSync(join(tmpdir(), 'jitcast-cluster-drain-'));
   const sipp = sippPorts(SLOT);

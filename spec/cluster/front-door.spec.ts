@@ -21,7 +21,6 @@ import {
   availableNodeIds,
   channelsOf,
   ensureServices,
-  frontDoorMissing,
   logLines,
   placeCall,
   routeOf,
@@ -39,7 +38,7 @@ const HEARTBEAT_TIMEOUT_S = 3;
 const DOOR_ROLES = ['gateway', 'reservation', 'event', 'monitoring', 'content-storage', 'archive-coordinator', 'attendee-access', 'sip-router'];
 const VOICE_ROLES = ['voice-server', 'encoder-port', 'content-storage'];
 
-describe('front door: routing to a healthy voice server, and SIGKILL of the node carrying a call', { timeout: 240_000, skip: frontDoorMissing() }, () => {
+describe('front door: routing to a healthy voice server, and SIGKILL of the node carrying a call', { timeout: 240_000 }, () => {
   let cluster: Cluster;
   const work = mkdtempSync(join(tmpdir(), 'jitcast-cluster-door-'));
   const sipp = sippPorts(SLOT);

@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import {
   channelsOf,
   ensureServices,
-  frontDoorMissing,
   nodePorts,
   placeCall,
   routeOf,
@@ -31,7 +30,7 @@ const V1_RTP_MIN = Number(nodePorts(SLOT, 1).rtpPorts.split('-')[0]);
 const DOOR_ROLES = ['gateway', 'reservation', 'event', 'monitoring', 'content-storage', 'archive-coordinator', 'attendee-access', 'sip-router'];
 const VOICE_ROLES = ['voice-server', 'encoder-port', 'content-storage'];
 
-describe('port availability suspend through the front door', { timeout: 180_000, skip: frontDoorMissing() }, () => {
+describe('port availability suspend through the front door', { timeout: 180_000 }, () => {
   let cluster: Cluster;
   const work = mkdtempSync(join(tmpdir(), 'jitcast-cluster-suspend-'));
   const sipp = sippPorts(SLOT);

@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { callPackets, tone, writePcap } from './pcap.ts';
 import { dialInScenario, runSipp, type SippResult } from './sipp.ts';
+import { apiRequest } from './node-process.ts';
 
 const run = promisify(execFile);
 
@@ -199,34 +200,13 @@ export function sippPorts(slot: number): { sip: (i: number) => number; media: (i
   };
 }
 
-/**
- * Why the front-door specs cannot run here, or undefined when they can: they need the `sip-router`
- * actor (actors/sip-router.service.ts).
- */
-export function frontDoorMissing(): string | undefined {
-  return existsSync(join(REPO, 'actors', 'sip-router.service.ts')) ? undefined : 'no sip-router actor (actors/sip-router.service.ts) in this tree yet';
-}
-
 /** A unique NATS namespace for a run. */
 export function uniqueNamespace(name: string): string {
   return `${name.replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-export async function apiCall(baseUrl: string, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<ApiResponse> {
-  const res = await fetch(baseUrl + path, {
-    method,
-    headers: { Authorization: `Bearer ${CLUSTER_API_KEY}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await res.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, body: parsed, text };
+export function apiCall(baseUrl: string, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<ApiResponse> {
+  return apiRequest(baseUrl, CLUSTER_API_KEY, method, path, body, { timeoutMs });
 }
 
 /** Polls `fn` until it returns a value other than undefined, or fails after `timeoutMs`. */

@@ -66,21 +66,7 @@ export async function startNodeProcess(o: { httpPort: number; sipPort: number; r
     apiKey,
     sipPort: o.sipPort,
     output: () => out,
-    async api(method, path, body, headers = {}) {
-      const res = await fetch(baseUrl + path, {
-        method,
-        headers: { Authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      });
-      const text = await res.text();
-      let parsed: any;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return { status: res.status, body: parsed, text };
-    },
+    api: (method, path, body, headers = {}) => apiRequest(baseUrl, apiKey, method, path, body, { headers }),
     async stop() {
       // Keep the node's log beside its data for whoever debugs a failure.
       writeFileSync(join(dataDir, 'node.log'), out);
@@ -92,6 +78,38 @@ export async function startNodeProcess(o: { httpPort: number; sipPort: number; r
       clearTimeout(t);
     },
   };
+}
+
+/** An HTTP answer with its body parsed as JSON when it is JSON. */
+export interface ApiAnswer {
+  status: number;
+  body: any;
+  text: string;
+}
+
+/** Calls a node's HTTP API with an API key; a string body is sent as is, anything else as JSON. */
+export async function apiRequest(
+  baseUrl: string,
+  apiKey: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<ApiAnswer> {
+  const res = await fetch(baseUrl + path, {
+    method,
+    headers: { Authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...opts.headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+  });
+  const text = await res.text();
+  let parsed: any;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, body: parsed, text };
 }
 
 /** Polls `fn` until it returns a value other than undefined, or fails after `timeoutMs`. */
