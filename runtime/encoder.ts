@@ -2,23 +2,31 @@
  * One live stream: 8 kHz mono s16le PCM in → ffmpeg (through fluent-ffmpeg) → AAC-LC HLS on disk.
  *
  * ffmpeg reads PCM on stdin, never RTP/SDP, so it can never hang on a silent socket (FIELD-NOTES
- * "Traps"). The encoder owns a drift-free 20 ms clock: every tick sends exactly the frames due since
- * start, filling with silence when the caller wrote nothing, so the HLS timeline equals wall-clock
- * time whatever the RTP does. Silence fills longer than GAP_MIN_S are recorded as gaps and written
- * to `gaps.json` at the end: the archive planner uses them to pick between redundant streams.
+ * "Traps"). The encoder keeps a drift-free 20 ms timeline: every tick takes exactly the frames due
+ * since start, filling with silence when the caller wrote nothing, so the HLS timeline equals
+ * wall-clock time whatever the RTP does. Silence fills longer than GAP_MIN_S are recorded as gaps
+ * and written to `gaps.json` at the end: the archive planner uses them to pick between redundant
+ * streams.
+ *
+ * Cost at scale: every encoder of the process is woken by ONE shared 20 ms ticker (not a timer
+ * each), PCM waits in a fixed ring (no allocation per write), and frames go to ffmpeg's stdin in
+ * 100 ms chunks (CHUNK_FRAMES): a fifth of the pipe writes and of ffmpeg's wake-ups, for at most
+ * 100 ms more latency on 2 s segments.
  *
  * Output: AAC-LC mono 16 kHz ~32 kb/s (16 kHz rather than 8: browsers' MSE/AAC decoders do not all
  * take 8 kHz AAC; 16 kHz costs nothing in quality or size over telephone audio).
  */
 import { EventEmitter } from 'node:events';
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { access, appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import type { ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
-import { parseMediaPlaylist, type MediaPlaylist } from '../codecs/hls.ts';
+import { parseMediaPlaylist, serializeMediaPlaylist, type MediaPlaylist } from '../codecs/hls.ts';
 import { ProcessStartError } from './errors.ts';
+import { SharedTicker } from './media-clock.ts';
 import { LineTail, type ProcessExit, type Supervisable } from './supervisor.ts';
 
 /** Input sample rate (G.711). */
@@ -31,7 +39,19 @@ export const MAX_BUFFER_SAMPLES = 1600;
 /** A silence fill at least this long (seconds) is recorded as a gap. */
 export const GAP_MIN_S = 0.1;
 const GAP_MIN_FRAMES = Math.round((GAP_MIN_S * 1000) / FRAME_MS);
-const TICK_MS = 10;
+/** Frames written to ffmpeg's stdin at once (100 ms). */
+export const CHUNK_FRAMES = 5;
+
+/** The one clock of every encoder in this process. */
+const TICKER = new SharedTicker(FRAME_MS);
+
+/** A playlist change is read this long (ms) after its first file event. */
+const PLAYLIST_SETTLE_MS = 20;
+/** ffmpeg's own playlist; index.m3u8 is published from it (see #publish). */
+const RAW_PLAYLIST = '.ffmpeg.m3u8';
+
+/** Default nice value of ffmpeg (see HlsEncoderOptions.niceness). */
+export const ENCODER_NICENESS = 19;
 
 /** The narrow logger the encoder needs (a Moleculer logger or `console` fit). */
 export interface EncoderLogger {
@@ -55,6 +75,13 @@ export interface HlsEncoderOptions {
   startTimeoutMs?: number;
   /** ffmpeg not gone this long after stdin ended → SIGKILL. Default 5000 ms. */
   stopTimeoutMs?: number;
+  /**
+   * Nice value ffmpeg runs at. Default ENCODER_NICENESS (19): an encoder woken by a chunk must not
+   * preempt the node's 20 ms media clock, and encoders that fell behind under load must not
+   * outweigh it together (200 runnable at nice 10 weigh 21× the node; at 19, 3×). An encoder has
+   * whole segments of slack; the mixer has none.
+   */
+  niceness?: number;
 }
 
 /** A stretch of the stream (seconds from its start) that had to be filled with silence. */
@@ -87,7 +114,7 @@ export interface EncodedSegment {
   durationS: number;
 }
 
-/** Parses the playlist as far as it is complete; undefined while ffmpeg is mid-rewrite (the static build rewrites in place). */
+/** Parses ffmpeg's playlist as far as it is complete; undefined while ffmpeg is mid-rewrite (the static build rewrites in place). */
 function readablePlaylist(text: string): MediaPlaylist | undefined {
   try {
     return parseMediaPlaylist(text.slice(0, text.lastIndexOf('\n') + 1));
@@ -106,22 +133,33 @@ interface HlsEncoderEvents {
 /** A live HLS encoder for one stream: `write()` PCM, `stop()` to finish with #EXT-X-ENDLIST. */
 export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Supervisable {
   readonly dir: string;
+  /** The published playlist, `index.m3u8`: always whole (replaced by rename), only ever grows. */
   readonly playlistPath: string;
+  /** Where ffmpeg writes its playlist (a dot-file: content storage does not keep it). */
+  readonly #rawPlaylistPath: string;
+  /** Segments listed in index.m3u8, and whether it carries #EXT-X-ENDLIST. */
+  #published = { segments: 0, ended: false };
   readonly #opts: HlsEncoderOptions;
-  readonly #input = new PassThrough();
   readonly #tail = new LineTail();
   #proc?: ChildProcess;
-  #clock?: NodeJS.Timeout;
+  #stdin?: Writable;
+  #unsubscribe?: () => void;
   #t0 = 0;
+  /** Frames of the timeline produced so far (the last chunk may not be written yet). */
   #framesSent = 0;
-  #queue: Int16Array[] = [];
-  #queueHead = 0;
+  /** PCM written ahead of the clock: a ring of MAX_BUFFER_SAMPLES, oldest at #ringHead. */
+  readonly #ring = new Int16Array(MAX_BUFFER_SAMPLES);
+  #ringHead = 0;
   #buffered = 0;
   #dropped = 0;
+  /** The chunk being filled for stdin and how many frames it holds. */
+  #chunk?: Int16Array;
+  #chunkFrames = 0;
   #fillRunStart: number | undefined = 0; // the stream starts silent until the first write
   readonly #gaps: Gap[] = [];
   #segments: EncodedSegment[] = [];
   #watcher?: FSWatcher;
+  #settle?: NodeJS.Timeout;
   #reading?: Promise<void>;
   #rereadWanted = false;
   #exit?: ProcessExit;
@@ -135,6 +173,7 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     this.#opts = opts;
     this.dir = opts.dir;
     this.playlistPath = join(opts.dir, 'index.m3u8');
+    this.#rawPlaylistPath = join(opts.dir, RAW_PLAYLIST);
   }
 
   /** Starts ffmpeg and the clock; resolves once ffmpeg writes its output, rejects with ProcessStartError otherwise. */
@@ -160,7 +199,7 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     return !this.#exit && !this.#stopping;
   }
 
-  /** Seconds of PCM fed to ffmpeg so far. */
+  /** Seconds of timeline fed to ffmpeg so far (the last < 100 ms may still wait in the chunk). */
   get fedS(): number {
     return (this.#framesSent * FRAME_MS) / 1000;
   }
@@ -188,12 +227,15 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     const o = this.#opts;
     const cmd = ffmpeg({ stdoutLines: 20 })
       .setFfmpegPath(o.ffmpegPath)
-      .input(this.#input)
+      // stdin by name, written directly (no PassThrough piped in between).
+      .input('pipe:0')
       // Raw PCM needs no probing: without the two probe limits ffmpeg first buffers ~2 s of input.
       .inputOptions('-hide_banner', '-nostats', '-loglevel', 'info', '-probesize', '32', '-analyzeduration', '0', '-f', 's16le', '-ar', String(INPUT_RATE), '-ac', '1')
-      .output(this.playlistPath)
+      .output(this.#rawPlaylistPath)
       .outputOptions(
-        '-c:a', 'aac', '-b:a', '32k', '-ar', '16000', '-ac', '1',
+        // G.711 carries nothing above 4 kHz: coding the empty 4-8 kHz band of the 16 kHz output
+        // wastes bits and about a quarter of the encoder's CPU.
+        '-c:a', 'aac', '-b:a', '32k', '-cutoff', '4000', '-ar', '16000', '-ac', '1',
         '-f', 'hls', '-hls_time', String(o.segmentS), '-hls_list_size', '0', '-hls_playlist_type', 'event',
         '-hls_segment_filename', join(o.dir, 'seg%05d.ts'),
       );
@@ -204,11 +246,22 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     this.#exited = new Promise((resolveExit) => {
       cmd.on('start', () => {
         this.#proc = (cmd as unknown as { ffmpegProc: ChildProcess }).ffmpegProc;
+        // os.setPriority, not fluent-ffmpeg's `niceness` (which spawns renice: a second fork per encoder).
+        if (this.#proc.pid) {
+          try {
+            setPriority(this.#proc.pid, o.niceness ?? ENCODER_NICENESS);
+          } catch {
+            // Already gone (the exit reports it) or not permitted: it runs at the node's priority.
+          }
+        }
+        this.#stdin = this.#proc.stdin ?? undefined;
+        // EPIPE when ffmpeg dies mid-write: the exit reports it ('close' below).
+        this.#stdin?.on('error', () => {});
         // 'close' rather than 'exit': stderr is drained, so the tail is complete.
         this.#proc.once('close', (code, signal) => resolveExit(this.#onExit({ code, signal, stderrTail: this.#tail.snapshot() })));
         // The timeline starts when ffmpeg exists; the pipe holds what it has not read yet.
         this.#t0 = performance.now();
-        this.#clock = setInterval(() => this.#tick(), TICK_MS);
+        this.#unsubscribe = TICKER.subscribe((now) => this.#tick(now));
       });
       cmd.on('error', (err: Error) => {
         // Only errors before spawn (binary missing, capability probe failed) end here; later ones come through 'close'.
@@ -248,53 +301,63 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
   /** Queues PCM (8 kHz mono); the clock sends it. Beyond ~200 ms queued, the oldest samples are dropped. */
   write(pcm: Int16Array): void {
     if (this.#exit || this.#stopping || pcm.length === 0) return;
-    this.#queue.push(pcm.slice());
-    this.#buffered += pcm.length;
-    while (this.#buffered > MAX_BUFFER_SAMPLES) {
-      const excess = this.#buffered - MAX_BUFFER_SAMPLES;
-      const head = this.#queue[0]!;
-      const avail = head.length - this.#queueHead;
-      const n = Math.min(excess, avail);
-      this.#queueHead += n;
-      this.#buffered -= n;
-      this.#dropped += n;
-      if (this.#queueHead >= head.length) {
-        this.#queue.shift();
-        this.#queueHead = 0;
-      }
+    const cap = MAX_BUFFER_SAMPLES;
+    let src = pcm;
+    if (src.length > cap) {
+      this.#dropped += src.length - cap;
+      src = src.subarray(src.length - cap);
     }
+    const excess = this.#buffered + src.length - cap;
+    if (excess > 0) {
+      this.#ringHead = (this.#ringHead + excess) % cap;
+      this.#buffered -= excess;
+      this.#dropped += excess;
+    }
+    // Copy in at the tail, in two pieces when it wraps.
+    const tail = (this.#ringHead + this.#buffered) % cap;
+    const first = Math.min(src.length, cap - tail);
+    this.#ring.set(first === src.length ? src : src.subarray(0, first), tail);
+    if (first < src.length) this.#ring.set(src.subarray(first), 0);
+    this.#buffered += src.length;
   }
 
-  /** Sends every frame due since start; pure arithmetic on performance.now(), so it never drifts. */
-  #tick(): void {
-    const due = Math.floor((performance.now() - this.#t0) / FRAME_MS);
-    const n = due - this.#framesSent;
-    if (n <= 0) return;
-    const out = new Int16Array(n * FRAME_SAMPLES);
-    for (let f = 0; f < n; f++) {
-      const got = this.#take(out.subarray(f * FRAME_SAMPLES, (f + 1) * FRAME_SAMPLES));
-      this.#track(this.#framesSent + f, got > 0);
+  /**
+   * Takes every frame due since start into the stdin chunk and writes each full chunk (all of it
+   * when `flush`); pure arithmetic on performance.now(), so the timeline never drifts.
+   */
+  #tick(now = performance.now(), flush = false): void {
+    if (this.#exit) return;
+    const due = Math.floor((now - this.#t0) / FRAME_MS);
+    for (; this.#framesSent < due; this.#framesSent++) {
+      // Zeroed, so whatever the queue cannot fill is silence.
+      this.#chunk ??= new Int16Array(CHUNK_FRAMES * FRAME_SAMPLES);
+      const got = this.#take(this.#chunk, this.#chunkFrames * FRAME_SAMPLES);
+      this.#track(this.#framesSent, got > 0);
+      if (++this.#chunkFrames === CHUNK_FRAMES) this.#writeChunk();
     }
-    this.#framesSent = due;
-    this.#input.write(Buffer.from(out.buffer, out.byteOffset, out.byteLength));
+    if (flush && this.#chunkFrames > 0) this.#writeChunk();
   }
 
-  /** Fills `frame` from the queue (zeros stay where nothing is queued); returns samples taken. */
-  #take(frame: Int16Array): number {
-    let filled = 0;
-    while (filled < frame.length && this.#buffered > 0) {
-      const head = this.#queue[0]!;
-      const n = Math.min(frame.length - filled, head.length - this.#queueHead);
-      frame.set(head.subarray(this.#queueHead, this.#queueHead + n), filled);
-      filled += n;
-      this.#queueHead += n;
-      this.#buffered -= n;
-      if (this.#queueHead >= head.length) {
-        this.#queue.shift();
-        this.#queueHead = 0;
-      }
-    }
-    return filled;
+  /** Hands the chunk to ffmpeg's stdin (which keeps the buffer until written: a new chunk follows). */
+  #writeChunk(): void {
+    const c = this.#chunk!;
+    const bytes = this.#chunkFrames * FRAME_SAMPLES * 2;
+    this.#chunk = undefined;
+    this.#chunkFrames = 0;
+    if (this.#stdin && !this.#stdin.destroyed) this.#stdin.write(Buffer.from(c.buffer, c.byteOffset, bytes));
+  }
+
+  /** Fills one frame of `out` at `offset` from the queue (zeros stay where nothing is queued); returns samples taken. */
+  #take(out: Int16Array, offset: number): number {
+    const n = Math.min(FRAME_SAMPLES, this.#buffered);
+    if (n === 0) return 0;
+    const cap = MAX_BUFFER_SAMPLES;
+    const first = Math.min(n, cap - this.#ringHead);
+    out.set(this.#ring.subarray(this.#ringHead, this.#ringHead + first), offset);
+    if (first < n) out.set(this.#ring.subarray(0, n - first), offset + first);
+    this.#ringHead = (this.#ringHead + n) % cap;
+    this.#buffered -= n;
+    return n;
   }
 
   #track(frame: number, hadAudio: boolean): void {
@@ -315,7 +378,12 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
   #watchPlaylist(): void {
     try {
       this.#watcher = watch(this.dir, (_evt, name) => {
-        if (name && String(name).startsWith('index.m3u8')) void this.#readPlaylist();
+        if (!name || !String(name).startsWith(RAW_PLAYLIST) || this.#settle) return;
+        // One rewrite fires several events (truncate, write, close): read once, after it settled.
+        this.#settle = setTimeout(() => {
+          this.#settle = undefined;
+          void this.#readPlaylist();
+        }, PLAYLIST_SETTLE_MS);
       });
       this.#watcher.on('error', () => {});
     } catch {
@@ -323,7 +391,10 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     }
   }
 
-  /** Re-reads the playlist and emits `segment` for each new entry; calls coalesce while one read runs. */
+  /**
+   * Re-reads ffmpeg's playlist; when it lists more segments than index.m3u8 (or newly ends), publishes
+   * it, then emits `segment` for each new entry. Calls coalesce while one read runs.
+   */
   #readPlaylist(): Promise<void> {
     if (this.#reading) {
       this.#rereadWanted = true;
@@ -334,26 +405,42 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
         this.#rereadWanted = false;
         let text: string;
         try {
-          text = await readFile(this.playlistPath, 'utf8');
+          text = await readFile(this.#rawPlaylistPath, 'utf8');
         } catch {
           continue;
         }
-        const segments = readablePlaylist(text)?.segments ?? [];
-        for (let i = this.#segments.length; i < segments.length; i++) {
-          const seg = { index: i, uri: segments[i]!.uri, durationS: segments[i]!.duration };
-          this.#segments.push(seg);
-          this.emit('segment', seg);
-        }
+        const p = readablePlaylist(text);
+        if (p) await this.#publish(p);
       } while (this.#rereadWanted);
     })().finally(() => (this.#reading = undefined));
     return this.#reading;
   }
 
+  /**
+   * Writes `p` to index.m3u8 by rename, so a reader never sees a half-written playlist (players got
+   * 404s while the static build rewrote its own in place), unless it would shrink or un-end what is
+   * published (a read that caught ffmpeg mid-rewrite). Segments become visible (`segment`) only once
+   * published: the encoder port announces a stream on its first segment.
+   */
+  async #publish(p: MediaPlaylist): Promise<void> {
+    const grows = p.segments.length > this.#published.segments;
+    if (!grows && !(p.ended && !this.#published.ended && p.segments.length === this.#published.segments)) return;
+    const tmp = `${this.playlistPath}.tmp`;
+    await writeFile(tmp, serializeMediaPlaylist(p));
+    await rename(tmp, this.playlistPath);
+    this.#published = { segments: p.segments.length, ended: p.ended };
+    for (let i = this.#segments.length; i < p.segments.length; i++) {
+      const seg = { index: i, uri: p.segments[i]!.uri, durationS: p.segments[i]!.duration };
+      this.#segments.push(seg);
+      this.emit('segment', seg);
+    }
+  }
+
   #onExit(exit: ProcessExit): ProcessExit {
     if (this.#exit) return this.#exit;
     this.#exit = exit;
-    if (this.#clock) clearInterval(this.#clock);
-    this.#input.destroy();
+    this.#unsubscribe?.();
+    this.#stdin?.destroy();
     if (!this.#stopping && this.#ready) {
       // Died while running. No #EXT-X-ENDLIST here on purpose: hls.js ends playback on it, and the
       // listener should fail over to a redundant stream instead (FIELD-NOTES "Chromium and hls.js").
@@ -372,9 +459,9 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     this.#stopping = true;
     this.#finished = (async () => {
       if (!this.#exit) {
-        this.#tick(); // every frame due up to now
-        if (this.#clock) clearInterval(this.#clock);
-        this.#input.end();
+        this.#tick(performance.now(), true); // every frame due up to now, the last chunk included
+        this.#unsubscribe?.();
+        this.#stdin?.end();
         const ms = this.#opts.stopTimeoutMs ?? 5000;
         const timer = setTimeout(() => {
           this.#opts.logger?.warn(`ffmpeg did not finish in ${ms} ms, killing [${this.#opts.context ?? ''} pid:${this.#proc?.pid}]`);
@@ -395,14 +482,20 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
 
   async #finish(endList: boolean): Promise<{ durationS: number }> {
     this.#watcher?.close();
+    clearTimeout(this.#settle);
     this.#closeFillRun(this.#framesSent);
-    await this.#readPlaylist();
-    let durationS = this.#segments.reduce((s, x) => s + x.durationS, 0);
-    if (endList) {
-      const text = await readFile(this.playlistPath, 'utf8').catch(() => '');
+    // ffmpeg is gone: its playlist is final.
+    const text = await readFile(this.#rawPlaylistPath, 'utf8').catch(() => '');
+    await unlink(this.#rawPlaylistPath).catch(() => undefined);
+    await this.#reading;
+    const last = text ? readablePlaylist(text) : undefined;
+    if (last) await this.#publish(last);
+    if (endList && this.#published.segments > 0 && !this.#published.ended) {
       // A killed ffmpeg leaves the playlist open; stop() promises a finished one.
-      if (text && !/^#EXT-X-ENDLIST\s*$/m.test(text)) await appendFile(this.playlistPath, (text.endsWith('\n') ? '' : '\n') + '#EXT-X-ENDLIST\n');
+      const p = parseMediaPlaylist(await readFile(this.playlistPath, 'utf8'));
+      await this.#publish({ ...p, ended: true });
     }
+    let durationS = this.#segments.reduce((s, x) => s + x.durationS, 0);
     if (this.#segments.length === 0) durationS = 0;
     const gaps: GapsFile = this.#gaps;
     await writeFile(join(this.dir, 'gaps.json'), JSON.stringify(gaps, null, 2) + '\n');

@@ -50,3 +50,46 @@ export class MediaClock {
     }
   }
 }
+
+/**
+ * One interval timer waking many subscribers, for work that keeps its own drift-free timeline
+ * (each HlsEncoder counts its frames from its own start): a thousand encoders cost one timer
+ * callback per period instead of a thousand. The timer runs only while someone subscribes.
+ */
+export class SharedTicker {
+  readonly #subs = new Set<(now: number) => void>();
+  #timer: NodeJS.Timeout | undefined;
+
+  /** @param periodMs How often subscribers are woken, in ms. */
+  constructor(readonly periodMs: number) {}
+
+  /** Wakes `fn` with `performance.now()` every period until the returned function is called. */
+  subscribe(fn: (now: number) => void): () => void {
+    this.#subs.add(fn);
+    this.#timer ??= setInterval(() => this.#tick(), this.periodMs);
+    return () => {
+      if (!this.#subs.delete(fn) || this.#subs.size > 0) return;
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    };
+  }
+
+  /** Current subscribers. */
+  get size(): number {
+    return this.#subs.size;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    let failure: { err: unknown } | undefined;
+    for (const fn of this.#subs) {
+      // One failing subscriber must not stop the others' timelines; the error still surfaces.
+      try {
+        fn(now);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+    if (failure) throw failure.err;
+  }
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { openDb, openPglite, openPostgres, type Db } from '../../runtime/db.ts';
+import { openDb, openPglite, openPostgres, PgliteHostDiedError, type Db } from '../../runtime/db.ts';
 import { MIGRATIONS } from '../../runtime/migrations.ts';
 import { testConfig } from '../support/config.ts';
 
@@ -87,6 +87,52 @@ for (const backend of ['pglite', 'postgres'] as const) {
     });
   });
 }
+
+describe('runtime/db openPglite (PGlite host process)', () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'jitcast-db-host-')), 'db');
+
+  it('openPglite() runs PGlite in a child process and answers queries with SQLSTATE errors, Dates and jsonb intact', async () => {
+    const db = await openPglite(dir);
+    try {
+      assert.ok(db.pid && db.pid !== process.pid, `host pid ${db.pid}`);
+      const [row] = await db.query<{ t: Date; j: unknown; n: number }>('SELECT now() AS t, $1::jsonb AS j, $2::int AS n', [JSON.stringify({ a: [1, 2] }), 7]);
+      assert.ok(row!.t instanceof Date);
+      assert.deepEqual(row!.j, { a: [1, 2] });
+      assert.equal(row!.n, 7);
+      await assert.rejects(db.query('SELEC 1'), (err: Error & { code?: string }) => err.code === '42601');
+      // The parent never loads PGlite's WASM: its heap stays far below PGlite's hundreds of MB.
+      assert.ok(process.memoryUsage().rss < 400 * 1024 * 1024, `rss ${process.memoryUsage().rss}`);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('the host dying rejects pending and later queries with PgliteHostDiedError; a new openPglite() has the data', async () => {
+    const db = await openPglite(dir);
+    await db.query(`INSERT INTO events (event_id, title, format, status, created_at, updated_at, archive_days, version) VALUES ('12345682', 'survives', 'hls', 'reserved', now(), now(), 30, 1)`);
+    const pending = db.query('SELECT pg_sleep(5)');
+    process.kill(db.pid!, 'SIGKILL');
+    await assert.rejects(pending, PgliteHostDiedError);
+    await assert.rejects(db.query('SELECT 1'), PgliteHostDiedError);
+    await db.close();
+    await db.close();
+    const again = await openPglite(dir);
+    try {
+      const rows = await again.query<{ title: string }>(`SELECT title FROM events WHERE event_id = '12345682'`);
+      assert.deepEqual(rows.map((r) => r.title), ['survives']);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('openPglite() rejects when the migrations fail and leaves no host behind', async () => {
+    const bad = join(mkdtempSync(join(tmpdir(), 'jitcast-db-bad-')), 'db');
+    await assert.rejects(openPglite(bad, undefined, [{ version: 1, name: 'broken', sql: 'CREATE TABLEX nope ()' }]), /syntax error/);
+    // PGlite is single-user: a host left running would hold the directory.
+    const db = await openPglite(bad);
+    await db.close();
+  });
+});
 
 describe('runtime/db openDb', () => {
   it('openDb() without dbUrl opens PGlite under <dataDir>/db', async () => {

@@ -2,11 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { HlsEncoder, MAX_BUFFER_SAMPLES, FRAME_SAMPLES, type EncodedSegment, type GapsFile } from '../../runtime/encoder.ts';
+import { HlsEncoder, ENCODER_NICENESS, MAX_BUFFER_SAMPLES, FRAME_SAMPLES, type EncodedSegment, type GapsFile } from '../../runtime/encoder.ts';
+import { parseMediaPlaylist } from '../../codecs/hls.ts';
 import { ProcessStartError } from '../../runtime/errors.ts';
 import { defaults } from '../../cluster.config.ts';
 import { sine, toneFrequency } from '../../codecs/tones.ts';
@@ -152,6 +154,74 @@ describe('HlsEncoder', () => {
     assert.doesNotMatch(readFileSync(join(dir, 'index.m3u8'), 'utf8'), /#EXT-X-ENDLIST/);
     const gaps = JSON.parse(readFileSync(join(dir, 'gaps.json'), 'utf8')) as GapsFile;
     assert.ok(Array.isArray(gaps));
+  });
+
+  it('index.m3u8 is only ever replaced whole: read every few ms during a run it always parses and never shrinks', async () => {
+    const dir = outDir();
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir, segmentS: 1 });
+    let reads = 0;
+    let last = 0;
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        let text: string | undefined;
+        try {
+          text = readFileSync(join(dir, 'index.m3u8'), 'utf8');
+        } catch {
+          assert.equal(last, 0, 'index.m3u8 never disappears once published');
+        }
+        if (text !== undefined) {
+          const n = parseMediaPlaylist(text).segments.length;
+          assert.ok(n >= last && n > 0, `segments ${n} after ${last}`);
+          last = n;
+          reads++;
+        }
+        await sleep(2);
+      }
+    })();
+    const seen: number[] = [];
+    enc.on('segment', (s) => {
+      seen.push(s.index);
+      // The encoder port announces a stream on its first segment: index.m3u8 must list it by then.
+      assert.ok(parseMediaPlaylist(readFileSync(join(dir, 'index.m3u8'), 'utf8')).segments.length > s.index);
+    });
+    await feedSine(enc, 3500);
+    await enc.stop();
+    polling = false;
+    await poller;
+    assert.ok(reads > 100 && last >= 2, `reads ${reads}, segments ${last}`);
+    assert.deepEqual(seen, seen.map((_, i) => i));
+    assert.match(readFileSync(join(dir, 'index.m3u8'), 'utf8'), /#EXT-X-ENDLIST\n$/);
+    assert.equal(existsSync(join(dir, '.ffmpeg.m3u8')), false, "ffmpeg's own playlist is removed at the end");
+  });
+
+  it('write() of odd-sized chunks (250 samples) through the ring decodes to a clean 1 kHz tone with nothing dropped', async () => {
+    const dir = outDir();
+    const enc = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir, segmentS: 2 });
+    const tone = sine(1000, 3000);
+    const t0 = performance.now();
+    for (let off = 0; off < tone.length; off += 250) {
+      enc.write(tone.subarray(off, off + 250));
+      // Keep pace with real time: chunk k is due at k × 31.25 ms.
+      const wait = t0 + ((off + 250) / 8) - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await enc.stop();
+    assert.equal(enc.droppedSamples, 0);
+    const pcm = await decode(join(dir, 'index.m3u8'));
+    const f = toneFrequency(pcm.subarray(4000, 20000));
+    assert.ok(Math.abs(f - 1000) <= 20, `tone ${f} Hz`);
+  });
+
+  it('ffmpeg runs at ENCODER_NICENESS, below the node, or at the niceness asked for', async () => {
+    const a = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir: outDir(), segmentS: 2 });
+    const b = await HlsEncoder.start({ ffmpegPath: STATIC_FFMPEG, dir: outDir(), segmentS: 2, niceness: 3 });
+    try {
+      assert.equal(getPriority(a.pid!), ENCODER_NICENESS);
+      assert.equal(getPriority(b.pid!), 3);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
   });
 
   it('start() rejects with ProcessStartError for a missing ffmpeg binary', async () => {

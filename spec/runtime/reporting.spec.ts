@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { openPglite, openPostgres, type Db } from '../../runtime/db.ts';
+import { openPglite, openPostgres, type Db, type PgliteDb } from '../../runtime/db.ts';
 import { ReportingWriter, UPSERT_EVENT_SQL, upsertParams } from '../../runtime/reporting.ts';
 import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
 
@@ -99,6 +99,39 @@ describe('runtime/reporting ReportingWriter on PGlite', () => {
     assert.equal(rows.length, 1);
     await w.close();
     await w.close();
+  });
+});
+
+describe('runtime/reporting ReportingWriter on the PGlite host', () => {
+  it('the PGlite host dying fails one write; the writer reopens a new host and every state lands', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'jitcast-rep-host-')), 'db');
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (m: unknown) => warnings.push(String(m)), error: (m: unknown) => warnings.push(String(m)) };
+    const opened: PgliteDb[] = [];
+    const w = new ReportingWriter(async () => {
+      const db = await openPglite(dir, logger);
+      opened.push(db);
+      return db;
+    }, logger, FAST);
+    await w.warmUp();
+    w.enqueueEvent(info('30000007', 'reserved', '2026-01-03T00:00:00.000Z'));
+    await w.drain(20_000);
+    process.kill(opened[0]!.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    w.enqueueEvent(info('30000007', 'live', '2026-01-03T00:00:01.000Z'));
+    w.enqueueEvent(info('30000015', 'reserved', '2026-01-03T00:00:01.000Z'));
+    await w.drain(60_000);
+    assert.equal(opened.length, 2, 'one new host after the death');
+    assert.ok(warnings.some((m) => /PGlite host died/.test(m)), warnings.join('\n'));
+    assert.ok(warnings.some((m) => /reporting write failed, retrying/.test(m)), warnings.join('\n'));
+    await w.close();
+    const reader = await openPglite(dir);
+    try {
+      const rows = await reader.query<Row>(`SELECT event_id, status FROM events ORDER BY event_id`);
+      assert.deepEqual(rows.map((r) => [r.event_id, r.status]), [['30000007', 'live'], ['30000015', 'reserved']]);
+    } finally {
+      await reader.close();
+    }
   });
 });
 
