@@ -4,6 +4,11 @@
  * via content storage, the reporting DB queue, broadcasts, the idle timer, the wait for streams to
  * settle and the archive request.
  *
+ * Store, then show: a step that changes event-info is written to content storage (and, in cluster mode,
+ * to Redis) before the new state is taken into memory, so `get`, `list`, status.json and the status
+ * broadcasts never show a state the readers of event-info.xml (archive.m3u8, the archive coordinator,
+ * a restart) do not have yet. Steps of one event run one at a time (`commit`).
+ *
  * Embedded mode keeps state in memory and rebuilds it at start-up from content storage, so a restart
  * loses nothing but who is connected (voice servers that still hold callers re-join them).
  *
@@ -11,11 +16,12 @@
  * them, placed by event ID with Moleculer's Shard strategy (consistent hashing over the nodes running
  * `event`). A call that lands elsewhere (a caller on a node that runs `event` itself is served
  * locally by Moleculer's preferLocal) is forwarded to the event's node. Every change is written to
- * Redis (runtime/redis-event-store.ts) before its effects run, compare-and-set on a revision, so when
- * the holder dies the next node on the ring loads the state (falling back to content storage),
- * re-arms the timers from the stored deadlines and carries on. A Redis lock decides who fires a timer
- * or starts the archive. Callers on a node that left the cluster are dropped. With Redis away the
- * actor works from memory and rewrites its events when Redis returns.
+ * Redis (runtime/redis-event-store.ts), after event-info.xml and before it is shown or its effects
+ * run, compare-and-set on a revision, so when the holder dies the next node on the ring loads the
+ * state (falling back to content storage), re-arms the timers from the stored deadlines and carries
+ * on. A Redis lock decides who fires a timer or starts the archive. Callers on a node that left the
+ * cluster are dropped. With Redis away the actor works from memory and rewrites its events when Redis
+ * returns.
  */
 import type { Context, Service, ServiceBroker, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
@@ -48,7 +54,7 @@ import {
   type StreamRecord,
 } from '../runtime/contracts.ts';
 import { openDb } from '../runtime/db.ts';
-import { NotFoundError, StateConflictError, ValidationFailedError } from '../runtime/errors.ts';
+import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError } from '../runtime/errors.ts';
 import { createRedis } from '../runtime/redis.ts';
 import { RedisEventStore, type LockResult, type SaveResult } from '../runtime/redis-event-store.ts';
 import { ReportingWriter, type ReportingSink } from '../runtime/reporting.ts';
@@ -130,9 +136,7 @@ interface Slot extends Marks {
   /** Revision of `state` in the shared store (cluster mode). */
   rev: number;
   idle?: NodeJS.Timeout;
-  /** Writes of event-info, in order; each writes the state current when it runs, so the last one wins. */
-  writes: Promise<void>;
-  /** Steps with their store write, one at a time (cluster mode). */
+  /** Steps with their writes (event-info.xml, Redis), one at a time, in call order. */
   commits: Promise<unknown>;
   settle?: Settle;
   archiving: boolean;
@@ -257,7 +261,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   const nowMs = () => now().getTime();
 
   function newSlot(state: LifecycleState, rev = 0, marks: Marks = {}): Slot {
-    return { state, rev, writes: Promise.resolve(), commits: Promise.resolve(), archiving: false, ...marks };
+    return { state, rev, commits: Promise.resolve(), archiving: false, ...marks };
   }
 
   function view(state: LifecycleState, streams: StreamDataset[]): EventView {
@@ -496,23 +500,23 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
 
   // ---- effects ---------------------------------------------------------------------------------------
 
-  function persist(slot: Slot): Promise<void> {
-    const eventId = slot.state.info.eventId;
-    slot.writes = slot.writes.then(async () => {
-      const info = slot.state.info;
-      try {
-        await broker.call('content-storage.putEventInfo', { info });
-      } catch (err) {
-        // Memory stays ahead; the next change writes the then-current state again.
-        logger.error(`event-info write failed [event:${eventId} status:${info.status}] ${message(err)}`);
-      }
-    });
+  /** Writes event-info.xml; the error when content storage did not take it. */
+  async function writeInfo(info: EventInfo): Promise<Error | undefined> {
     try {
-      reporting?.enqueueEvent(slot.state.info);
+      await broker.call('content-storage.putEventInfo', { info });
+      return undefined;
     } catch (err) {
-      logger.warn(`reporting enqueue failed [event:${eventId}] ${message(err)}`);
+      return err instanceof Error ? err : new Error(String(err));
     }
-    return slot.writes;
+  }
+
+  /** Queues the reporting DB row of a state once it is shown. */
+  function report(info: EventInfo): void {
+    try {
+      reporting?.enqueueEvent(info);
+    } catch (err) {
+      logger.warn(`reporting enqueue failed [event:${info.eventId}] ${message(err)}`);
+    }
   }
 
   async function broadcast(name: string, data: unknown): Promise<void> {
@@ -668,7 +672,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     for (const e of effects) {
       switch (e.type) {
         case 'persist':
-          await persist(slot);
+          // event-info.xml was written before the state was taken (commit); the reporting row follows.
+          report(slot.state.info);
           break;
         case 'broadcast-status':
           await broadcast(EVENTS.eventStatus, { eventId, status: e.status });
@@ -718,45 +723,82 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     slot.archiveRequestedAt = marks.archiveRequestedAt;
   }
 
-  /** Embedded: steps in memory; the state changes before any await, so calls never interleave inside a step. */
-  function commitLocal(slot: Slot, input: LifecycleInput): [StepResult, EventStatus] {
-    const before = slot.state;
-    const result = step(before, input);
-    if (!result.refusal) take(slot, result, marksAfter(slot, before, result, input), slot.rev);
-    return [result, before.info.status];
-  }
-
   /**
-   * Cluster: one step at a time per event, each written to Redis (compare-and-set on `rev`) before
-   * its effects run. When another node wrote a newer state, step again from that one.
+   * Inputs refused when event-info.xml cannot be written: requests whose caller hears the refusal and
+   * can ask again (an API client; the archive coordinator, whose failed report turns into an
+   * archive-error flag in requestArchive). The old state stays shown. The others report what has
+   * already happened (a caller joined, the call ended, the streams settled, the build failed):
+   * refusing them would undo nothing and the call path must not hang on storage (DESIGN.md "Modes"),
+   * so their state is shown from memory, logged, and the next write carries it. No reader of
+   * event-info.xml answers differently for those states (none has an archive to play).
    */
-  function commitShared(slot: Slot, input: LifecycleInput): Promise<[StepResult, EventStatus]> {
-    const work = async (): Promise<[StepResult, EventStatus]> => {
-      for (let attempt = 0; ; attempt++) {
-        const before = slot.state;
-        const result = step(before, input);
-        if (result.refusal) return [result, before.info.status];
-        const marks = marksAfter(slot, before, result, input);
-        const unchanged = result.state === before && marks.idleDeadlineMs === slot.idleDeadlineMs && marks.settleDeadlineMs === slot.settleDeadlineMs && marks.archiveRequestedAt === slot.archiveRequestedAt;
-        if (unchanged) return [result, before.info.status];
-        const saved = await save(result.state, slot.rev + 1, marks, 'change');
-        if (saved !== 'unavailable' && !saved.ok && attempt < 2) {
-          logger.info(`event changed on another node, stepping again [event:${before.info.eventId} rev:${slot.rev} stored:${saved.rev} input:${input.type}]`);
-          if (await refresh(slot)) continue;
-        }
-        take(slot, result, marks, slot.rev + 1);
-        return [result, before.info.status];
-      }
-    };
-    const next = slot.commits.then(work, work);
+  const STORE_OR_REFUSE: ReadonlySet<LifecycleInput['type']> = new Set<LifecycleInput['type']>(['cancel', 'update', 'archive-built', 'retry-archive']);
+
+  /** Runs `fn` after every earlier commit of the slot, and holds the later ones until it is done. */
+  function serially<T>(slot: Slot, fn: () => Promise<T>): Promise<T> {
+    const next = slot.commits.then(fn, fn);
     slot.commits = next.catch(() => undefined);
     return next;
   }
 
-  /** Steps the machine and, unless refused, runs the effects. */
+  /**
+   * Steps one event, one input at a time, and stores the step before anyone sees it: event-info.xml
+   * first (what archive.m3u8, the archive coordinator and a restart read), then in cluster mode
+   * Redis (compare-and-set on `rev`; what another node takes the event over from), and only then
+   * the state in memory that `get`, `list` and status.json answer from. Effects (broadcasts, timers,
+   * the archive request) run after, outside the queue: a broadcast's handlers may call this event.
+   * When another node stored a newer state, steps again from that one; if this step then does not
+   * stand, that state's event-info is written back over the one this step wrote.
+   * Throws StorageUnavailableError, with nothing changed, when a STORE_OR_REFUSE input is not stored.
+   */
+  function commit(slot: Slot, input: LifecycleInput): Promise<[StepResult, EventStatus]> {
+    return serially(slot, async (): Promise<[StepResult, EventStatus]> => {
+      const eventId = slot.state.info.eventId;
+      let wrote: EventInfo | undefined;
+      try {
+        for (let attempt = 0; ; attempt++) {
+          const before = slot.state;
+          const from = before.info.status;
+          const result = step(before, input);
+          if (result.refusal) return [result, from];
+          const marks = marksAfter(slot, before, result, input);
+          const unchanged = result.state === before && marks.idleDeadlineMs === slot.idleDeadlineMs && marks.settleDeadlineMs === slot.settleDeadlineMs && marks.archiveRequestedAt === slot.archiveRequestedAt;
+          if (unchanged) return [result, from];
+          const to = result.state.info.status;
+          if (result.effects.some((e) => e.type === 'persist')) {
+            const failed = await writeInfo(result.state.info);
+            if (!failed) wrote = result.state.info;
+            else if (STORE_OR_REFUSE.has(input.type)) {
+              logger.error(`event-info write failed, ${input.type} not applied [event:${eventId} status:${from} to:${to}] ${failed.message}`);
+              throw new StorageUnavailableError(`${input.type} not applied, event-info.xml not written [event:${eventId} status:${from}]: ${failed.message}`, { eventId, status: from });
+            } else {
+              logger.error(`event-info write failed, ${to} shown from memory until the next write [event:${eventId} from:${from} input:${input.type}] ${failed.message}`);
+            }
+          }
+          if (store) {
+            const saved = await save(result.state, slot.rev + 1, marks, 'change');
+            if (saved !== 'unavailable' && !saved.ok && attempt < 2) {
+              logger.info(`event changed on another node, stepping again [event:${eventId} rev:${slot.rev} stored:${saved.rev} input:${input.type}]`);
+              if (await refresh(slot)) continue;
+            }
+          }
+          take(slot, result, marks, store ? slot.rev + 1 : slot.rev);
+          return [result, from];
+        }
+      } finally {
+        if (wrote && wrote !== slot.state.info) {
+          const info = slot.state.info;
+          const failed = await writeInfo(info);
+          if (failed) logger.error(`event-info not restored after a step that did not stand [event:${eventId} status:${info.status}] ${failed.message}`);
+        }
+      }
+    });
+  }
+
+  /** Steps the machine (storing the step before it is shown) and, unless refused, runs the effects. */
   async function apply(slot: Slot, input: LifecycleInput): Promise<StepResult> {
     if (stopping) return { state: slot.state, effects: [] };
-    const [result, before] = store ? await commitShared(slot, input) : commitLocal(slot, input);
+    const [result, before] = await commit(slot, input);
     if (result.refusal) return result;
     const after = slot.state.info.status;
     if (after !== before) logger.info(`event ${after} [event:${slot.state.info.eventId} from:${before} by:${input.type} callers:${callerCount(slot.state)}]`);
@@ -928,12 +970,12 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   async function resync(): Promise<void> {
     let written = 0;
     for (const slot of [...slots.values()]) {
-      await (slot.commits = slot.commits.then(async () => {
+      await serially(slot, async () => {
         const r = await save(slot.state, slot.rev, marksOf(slot), 'sync');
         if (r === 'unavailable') return;
         if (r.ok) written++;
         else await refresh(slot);
-      }));
+      });
     }
     if (written > 0) logger.info(`event state resynced to redis [events:${written}]`);
   }
@@ -1058,7 +1100,11 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
           if (raced) return { ...raced.state.info };
         }
         slots.set(info.eventId, slot);
-        await persist(slot);
+        // The reservation stored event-info.xml before registering (durable first); this rewrite only
+        // keeps it in line with the event's later writes, so a failure is logged, not refused.
+        const failed = await serially(slot, () => writeInfo(slot.state.info));
+        if (failed) ctx.service!.logger.error(`event-info write failed at registration [event:${info.eventId}] ${failed.message}`);
+        report(slot.state.info);
         ctx.service!.logger.info(`event registered [event:${info.eventId} status:${info.status}]`);
         return { ...slot.state.info };
       }),
@@ -1218,7 +1264,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         clearSettle(slot);
         if (slot.retry) clearTimeout(slot.retry);
       }
-      await Promise.all([...slots.values()].map((s) => Promise.all([s.writes, s.commits])));
+      await Promise.all([...slots.values()].map((s) => s.commits));
       await reporting?.close();
       reporting = undefined;
       await store?.close();

@@ -61,7 +61,10 @@ export type LifecycleInput =
 
 /** Commands for the actor, run in order. */
 export type LifecycleEffect =
-  /** Write event-info (content storage) and queue the reporting DB row. */
+  /**
+   * The step changed event-info: the actor stores it (content storage) before the new state is shown,
+   * then queues the reporting DB row.
+   */
   | { type: 'persist' }
   | { type: 'broadcast-status'; status: EventStatus }
   | { type: 'broadcast-ended'; reason: EndReason }

@@ -86,6 +86,13 @@ export class NoCapacityError extends JitcastError {
   }
 }
 
+/** 503: content storage did not take a write the change depends on; nothing changed, try again. */
+export class StorageUnavailableError extends JitcastError {
+  constructor(message: string, data?: unknown) {
+    super(message, 503, 'STORAGE_UNAVAILABLE', data, true);
+  }
+}
+
 /** 500: a child process (ffmpeg) could not start. */
 export class ProcessStartError extends JitcastError {
   constructor(message: string, data?: unknown) {
@@ -112,6 +119,7 @@ const byType: Record<string, new (...args: any[]) => JitcastError> = {
   UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
   TOO_MANY_REQUESTS: TooManyRequestsError,
   NO_CAPACITY: NoCapacityError,
+  STORAGE_UNAVAILABLE: StorageUnavailableError,
   PROCESS_START_FAILED: ProcessStartError,
   CONFIG_INVALID: ConfigError,
 };

@@ -2,12 +2,17 @@ import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ServiceBroker } from 'moleculer';
+import type { Context, ServiceBroker, ServiceSchema } from 'moleculer';
+import type { JitcastConfig } from '../../cluster.config.ts';
+import { createArchiveCoordinatorService } from '../../actors/archive-coordinator.service.ts';
 import { createContentStorageService } from '../../actors/content-storage.service.ts';
-import { createEventService } from '../../actors/event.service.ts';
+import { createEventService, type EventServiceDeps, type EventStateStore } from '../../actors/event.service.ts';
+import { createMonitoringService } from '../../actors/monitoring.service.ts';
+import { OPEN_STATUSES, type StoredEvent } from '../../core/event-lifecycle.ts';
 import { createBroker } from '../../runtime/broker.ts';
 import { EVENTS, type EventInfo, type EventView, type JoinResult } from '../../runtime/contracts.ts';
-import { NotFoundError, StateConflictError, ValidationFailedError } from '../../runtime/errors.ts';
+import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError } from '../../runtime/errors.ts';
+import type { LockResult, SaveResult } from '../../runtime/redis-event-store.ts';
 import { testConfig } from '../support/config.ts';
 import { EVENT_ID, FakeReporting, STREAM_ID, dataset, sampleInfo, startPlane, stopRecord, waitFor, writeLiveDir } from '../support/event-plane.ts';
 
@@ -176,11 +181,8 @@ describe('event actor', () => {
 
     const v = await statusIs(broker, 'archived');
     assert.deepEqual(v.archive, [{ streamId: STREAM_ID, start: 0, end: 5.5 }]);
-    // The state turns archived in memory a moment before event-info.xml is rewritten.
-    const xml = await waitFor('the archive in event-info.xml', async () => {
-      const text = readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8');
-      return /<archive>/.test(text) ? text : undefined;
-    });
+    // Shown only once stored: event-info.xml holds the archive the moment get() says archived.
+    const xml = readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8');
     assert.match(xml, /<archive>/);
     assert.match(xml, new RegExp(`<fragment[^>]*stream="${STREAM_ID}"`));
     const statuses = heard.filter((h) => h.name === EVENTS.eventStatus).map((h) => h.data.status);
@@ -260,5 +262,212 @@ describe('event actor', () => {
     await broker.start();
     await broker.stop();
     assert.equal(reporting.closed, true);
+  });
+});
+
+/** The real content-storage actor, but every event-info write first passes `gate` (which may hold it back or throw). */
+function gatedStorage(config: JitcastConfig, gate: (info: EventInfo) => Promise<void>): ServiceSchema {
+  const real = createContentStorageService(config);
+  const put = real.actions!.putEventInfo as { handler: (this: unknown, ctx: Context<{ info: EventInfo }>) => Promise<unknown> };
+  return {
+    ...real,
+    actions: {
+      ...real.actions,
+      putEventInfo: {
+        async handler(this: unknown, ctx: Context<{ info: EventInfo }>) {
+          await gate(ctx.params.info);
+          return put.handler.call(this, ctx);
+        },
+      },
+    },
+  };
+}
+
+/** A held-back write: `entered` resolves once it is waiting, `release()` lets it through. */
+function holdBack() {
+  let entered!: () => void;
+  let release!: () => void;
+  const enteredP = new Promise<void>((r) => (entered = r));
+  const released = new Promise<void>((r) => (release = r));
+  return { entered: enteredP, release, wait: () => (entered(), released) };
+}
+
+/** An in-memory shared store (what Redis holds in cluster mode), recording every state saved. */
+class MemoryStore implements EventStateStore {
+  readonly saved: StoredEvent[] = [];
+  readonly ready = true;
+  private readonly byId = new Map<string, StoredEvent>();
+  connect(): void {}
+  onReady(): void {}
+  async close(): Promise<void> {}
+  async save(s: StoredEvent, mode: 'change' | 'sync'): Promise<SaveResult> {
+    const cur = this.byId.get(s.state.info.eventId);
+    if (cur && (cur.rev > s.rev || (cur.rev === s.rev && mode !== 'sync'))) return { ok: false, rev: cur.rev };
+    const copy = structuredClone(s);
+    this.byId.set(s.state.info.eventId, copy);
+    this.saved.push(copy);
+    return { ok: true };
+  }
+  async load(eventId: string): Promise<StoredEvent | undefined> {
+    const s = this.byId.get(eventId);
+    return s && structuredClone(s);
+  }
+  async loadMany(eventIds: string[]): Promise<Map<string, StoredEvent>> {
+    return new Map(eventIds.filter((id) => this.byId.has(id)).map((id) => [id, structuredClone(this.byId.get(id)!)]));
+  }
+  async openIds(): Promise<string[]> {
+    return [...this.byId.values()].filter((s) => OPEN_STATUSES.has(s.state.info.status)).map((s) => s.state.info.eventId);
+  }
+  async allIds(): Promise<string[]> {
+    return [...this.byId.keys()];
+  }
+  async lock(): Promise<LockResult> {
+    return { ok: true };
+  }
+  async steal(): Promise<boolean> {
+    return true;
+  }
+  async unlock(): Promise<void> {}
+}
+
+/** The event plane over a gated content storage, with a listener for status broadcasts. */
+async function gatedPlane(gate: (info: EventInfo) => Promise<void>, deps: EventServiceDeps = {}) {
+  const config = testConfig({ archiveTimeoutS: '60' });
+  const broker = createBroker(config);
+  brokers.push(broker);
+  const reporting = new FakeReporting();
+  const statuses: string[] = [];
+  broker.createService(gatedStorage(config, gate));
+  broker.createService(createMonitoringService(config));
+  broker.createService(createEventService(config, { reporting: () => reporting, ...deps }));
+  broker.createService(createArchiveCoordinatorService(config));
+  broker.createService({
+    name: 'spec-listener',
+    events: { [EVENTS.eventStatus]: { handler(ctx: any) { statuses.push(ctx.params.status); } } },
+  });
+  await broker.start();
+  const xml = () => readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8');
+  return { broker, config, reporting, statuses, xml };
+}
+
+/** Takes a registered event live, ends it, stores its one stream and reports the stop: the archive gets built. */
+async function endWithStream(broker: ServiceBroker, config: JitcastConfig): Promise<void> {
+  await broker.call('event.join', { eventId: EVENT_ID, nodeId: 'spec-node', channelId: 'ch-1', port: 10002 });
+  await broker.broadcast(EVENTS.streamDataset, dataset(STREAM_ID));
+  await broker.call('event.end', { eventId: EVENT_ID, reason: 'api' });
+  const dir = writeLiveDir(config, STREAM_ID, [2, 2]);
+  await broker.call('content-storage.putStream', { eventId: EVENT_ID, streamId: STREAM_ID, dir });
+  await broker.broadcast(EVENTS.streamStopped, stopRecord(STREAM_ID));
+}
+
+describe('event actor: a state is shown only once event-info.xml holds it', () => {
+  it('get(), list() and the status broadcast keep showing archiving while the archived event-info.xml write is slow', async () => {
+    const held = holdBack();
+    const { broker, config, statuses, xml } = await gatedPlane(async (info) => {
+      if (info.status === 'archived') await held.wait();
+    });
+    await register(broker);
+    await endWithStream(broker, config);
+    await held.entered;
+    // The archive is built and its write has started: nothing may show it before the write is done.
+    await new Promise((r) => setTimeout(r, 100));
+    const during = await get(broker);
+    assert.equal(during.status, 'archiving', 'get() must not report archived while event-info.xml lacks the archive');
+    assert.equal(during.archive, undefined);
+    assert.deepEqual((await broker.call<EventView[], object>('event.list', {})).map((e) => e.status), ['archiving']);
+    assert.ok(!statuses.includes('archived'), `no archived broadcast before the write, heard ${statuses.join(',')}`);
+    assert.doesNotMatch(xml(), /<archive>/);
+
+    held.release();
+    const v = await statusIs(broker, 'archived');
+    // Readers of event-info.xml (archive.m3u8) see the archive the moment get() says archived.
+    assert.match(xml(), new RegExp(`<fragment[^>]*stream="${STREAM_ID}"`));
+    assert.deepEqual(v.archive, [{ streamId: STREAM_ID, start: 0, end: 4 }]);
+    await waitFor('archived broadcast', () => statuses.includes('archived'));
+    assert.deepEqual(statuses, ['live', 'ended', 'archiving', 'archived']);
+  });
+
+  it('with a shared store (cluster mode) the archived state is saved there only after event-info.xml', async () => {
+    const held = holdBack();
+    const store = new MemoryStore();
+    const { broker, config } = await gatedPlane(
+      async (info) => {
+        if (info.status === 'archived') await held.wait();
+      },
+      { store: () => store },
+    );
+    await register(broker);
+    await endWithStream(broker, config);
+    await held.entered;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      store.saved.filter((s) => s.state.info.status === 'archived').map((s) => s.rev),
+      [],
+      'the store (what another node takes the event over from) must not be ahead of event-info.xml',
+    );
+    assert.equal((await get(broker)).status, 'archiving');
+    held.release();
+    await statusIs(broker, 'archived');
+    assert.equal(store.saved.at(-1)!.state.info.status, 'archived');
+  });
+
+  it('a failed write of the archive never shows archived: the event is flagged archive-error and retryArchive() archives it once storage takes it', async () => {
+    let failing = true;
+    const { broker, config, statuses, xml } = await gatedPlane(async (info) => {
+      if (failing && info.status === 'archived') throw new Error('disk full');
+    });
+    await register(broker);
+    await endWithStream(broker, config);
+    const v = await statusIs(broker, 'archive-error');
+    assert.match(v.archiveError ?? '', /event-info.*disk full/);
+    assert.equal(v.archive, undefined);
+    assert.ok(!statuses.includes('archived'), `heard ${statuses.join(',')}`);
+    assert.match(xml(), /archive-error/);
+    assert.doesNotMatch(xml(), /<archive>/);
+
+    failing = false;
+    await broker.call('event.retryArchive', { eventId: EVENT_ID });
+    await statusIs(broker, 'archived');
+    assert.match(xml(), /<archive>/);
+  });
+
+  it('cancel() while content storage fails is refused with StorageUnavailableError (503) and the event stays reserved', async () => {
+    let failing = false;
+    const { broker, statuses, reporting, xml } = await gatedPlane(async () => {
+      if (failing) throw new Error('storage down');
+    });
+    await register(broker);
+    failing = true;
+    await assert.rejects(broker.call('event.cancel', { eventId: EVENT_ID }), (err: unknown) => {
+      assert.ok(err instanceof StorageUnavailableError, String(err));
+      assert.equal(err.code, 503);
+      assert.match(err.message, /storage down/);
+      return true;
+    });
+    assert.equal((await get(broker)).status, 'reserved');
+    assert.ok(!statuses.includes('cancelled'));
+    assert.ok(!reporting.enqueued.some((i) => i.status === 'cancelled'));
+    assert.match(xml(), /reserved/);
+    failing = false;
+    assert.equal((await broker.call<EventInfo, object>('event.cancel', { eventId: EVENT_ID })).status, 'cancelled');
+    assert.match(xml(), /cancelled/);
+  });
+
+  it('join() and cancel() racing on a reserved event are applied one after the other: the cancel waits for the slow live write and is refused', async () => {
+    const held = holdBack();
+    const { broker, xml } = await gatedPlane(async (info) => {
+      if (info.status === 'live') await held.wait();
+    });
+    await register(broker);
+    const join = broker.call<JoinResult, object>('event.join', { eventId: EVENT_ID, nodeId: 'spec-node', channelId: 'ch-1', port: 10002 });
+    await held.entered;
+    const cancel = assert.rejects(broker.call<EventInfo, object>('event.cancel', { eventId: EVENT_ID }), StateConflictError);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await get(broker)).status, 'reserved', 'live is not shown before its write is done');
+    held.release();
+    assert.deepEqual(await join, { ok: true, status: 'live' });
+    await cancel;
+    assert.equal((await get(broker)).status, 'live');
+    assert.match(xml(), /live/);
   });
 });
