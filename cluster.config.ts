@@ -85,6 +85,12 @@ export interface JitcastConfig {
   portSuspendBelow: number;
   /** A suspended voice server resumes once at least this many ports are free (> portSuspendBelow). Default 4. */
   portResumeAt: number;
+  /**
+   * Monitoring tests every voice server (a synthetic SIP call) and every encoder (RTP in, a
+   * segment out) this often, in seconds; a failure evicts the asset from its pool until it passes
+   * again. 0 turns the tests off. Default 30.
+   */
+  healthTestIntervalS: number;
   /** A caller that sends no RTP this long is released, in seconds. Default 30. */
   rtpSilenceTimeoutS: number;
   /** Seconds the IVR waits for the next digit before it re-prompts. Default 10. */
@@ -112,7 +118,7 @@ const KEYS: (keyof JitcastConfig)[] = [
   'nodeId', 'dataCenter', 'roles', 'namespace', 'natsUrl', 'redisUrl', 'dbUrl', 'httpHost', 'httpPort',
   'publicUrl', 'sipHost', 'sipPort', 'rtpPorts', 'encoderPorts', 'dataDir', 'storageCenters', 'apiKeys',
   'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'authCodeTimeoutS', 'portReuseTimeoutS',
-  'portSuspendBelow', 'portResumeAt', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
+  'portSuspendBelow', 'portResumeAt', 'healthTestIntervalS', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
   'pinFailWindowS', 'logLevel',
 ];
 
@@ -131,7 +137,7 @@ export function keyOfFlag(flag: string): keyof JitcastConfig | undefined {
   return KEYS.find((k) => flagName(k) === flag);
 }
 
-function defaultFfmpegPath(): string {
+export function defaultFfmpegPath(): string {
   try {
     // The static build costs ~2.5x less CPU per encoder than Debian's (FIELD-NOTES) and comes with `npm install`.
     return createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg').path as string;
@@ -162,6 +168,7 @@ export function defaults(): Omit<JitcastConfig, 'secret' | 'apiKeys' | 'publicUr
     portReuseTimeoutS: 120,
     portSuspendBelow: 2,
     portResumeAt: 4,
+    healthTestIntervalS: 30,
     rtpSilenceTimeoutS: 30,
     digitTimeoutS: 10,
     segmentS: 2,
@@ -194,7 +201,7 @@ function parseValue(key: keyof JitcastConfig, v: string): unknown {
       return parseRange(key, v);
     case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS':
     case 'authCodeTimeoutS': case 'portReuseTimeoutS': case 'rtpSilenceTimeoutS': case 'digitTimeoutS':
-    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': {
+    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': {
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`'${key}' must be a number, got '${v}'`);
       return n;
@@ -236,6 +243,7 @@ export function validate(c: JitcastConfig): JitcastConfig {
   if (!Number.isInteger(c.portResumeAt) || c.portResumeAt <= c.portSuspendBelow) {
     throw new ConfigError(`'portResumeAt' (${c.portResumeAt}) must be a whole number greater than 'portSuspendBelow' (${c.portSuspendBelow})`);
   }
+  if (!(c.healthTestIntervalS >= 0)) throw new ConfigError(`'healthTestIntervalS' must be 0 (off) or a number of seconds, got ${c.healthTestIntervalS}`);
   if (c.heartbeatTimeoutS <= c.heartbeatS) throw new ConfigError(`'heartbeatTimeoutS' must be greater than 'heartbeatS'`);
   if (c.secret.length < 32) throw new ConfigError(`'secret' must be at least 32 characters`);
   if (c.apiKeys.length === 0) throw new ConfigError(`'apiKeys' must hold at least one key`);

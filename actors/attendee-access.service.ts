@@ -3,10 +3,14 @@
  * secret alone (no DB, no storage), answers the HLS master playlist of every live stream of the
  * event with short-lived auth codes, serves the live and archived stream files behind those codes,
  * the archive as one VOD playlist, a status document and the player page.
+ *
+ * Live files live on the disk of the node whose encoder writes them (issue 3, files across nodes):
+ * they are read from this node's disk when the stream's dataset names this node (or in embedded
+ * mode), else fetched with `encoder-port.liveFile` from the stream's node and kept in a
+ * LiveFileCache (segments until pushed out, playlists for half a second, one fetch per file at a
+ * time), so the broker carries each segment once however many listeners there are.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
 import type { EventInfo, EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
@@ -15,9 +19,8 @@ import { TokenError, passwordMatches, signAuthCode, verifyAuthCode, verifyToken,
 import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';
 import { addQueryToSegments, archivePlaylist, masterPlaylist, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, type MediaPlaylist } from '../codecs/hls.ts';
 import { errorPageCsp, playerPageCsp, renderErrorPage, renderPlayerPage } from '../web/player-page.ts';
+import { LIVE_FILE_RE, LiveFileCache, asBuffer, readLiveFile } from '../runtime/live-files.ts';
 
-/** Files a live stream directory may be asked for: ffmpeg's playlist and its numbered TS segments. */
-const LIVE_FILE_RE = /^(index\.m3u8|seg\d{5}\.ts)$/;
 /** Files of an archived stream an attendee may fetch: segments only (the playlist comes rebuilt via `archive`). */
 const ARCHIVE_FILE_RE = /^seg\d{5}\.ts$/;
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
@@ -41,6 +44,12 @@ export interface AttendeeAccessOptions {
   eventTimeoutMs?: number;
   /** Clock in unix seconds. Default the wall clock. */
   nowS?: () => number;
+  /** Bytes of live files fetched from other nodes kept in memory. Default 64 MiB (LIVE_CACHE_BYTES). */
+  liveCacheBytes?: number;
+  /** How long a live playlist fetched from another node is reused, ms. Default 500 (LIVE_PLAYLIST_TTL_MS). */
+  livePlaylistTtlMs?: number;
+  /** Timeout of one `encoder-port.liveFile` fetch, ms. Default 3000: a slower node is treated as gone. */
+  liveFetchTimeoutMs?: number;
 }
 
 interface TokenParams {
@@ -74,7 +83,8 @@ const TOKEN_MESSAGES: Record<TokenError['code'], string> = {
 export function createAttendeeAccessService(config: JitcastConfig, options: AttendeeAccessOptions = {}): ServiceSchema {
   const now = options.nowS ?? (() => Math.floor(Date.now() / 1000));
   const eventTimeoutMs = options.eventTimeoutMs ?? 1500;
-  const liveDir = join(config.dataDir, 'live');
+  const liveFetchTimeoutMs = options.liveFetchTimeoutMs ?? 3000;
+  const liveCache = new LiveFileCache({ maxBytes: options.liveCacheBytes, playlistTtlMs: options.livePlaylistTtlMs });
 
   /** Claims of a token that verifies; ForbiddenError (403) naming the reason otherwise. */
   function claimsOf(token: unknown): AccessClaims {
@@ -112,6 +122,27 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
     return eventId;
   }
 
+  /**
+   * A live file's bytes: from this node's disk when the stream is encoded here (or in embedded mode,
+   * where every actor shares one disk), else from the encoder's node through the cache.
+   */
+  function liveBytes(ctx: Context, stream: StreamDataset, file: string): Promise<Buffer> {
+    if (!config.natsUrl || stream.nodeId === config.nodeId) return readLiveFile(config.dataDir, stream.streamId, file);
+    return liveCache.get(stream.streamId, file, () => fetchLiveFile(ctx, stream.nodeId, stream.streamId, file));
+  }
+
+  async function fetchLiveFile(ctx: Context, nodeId: string, streamId: string, file: string): Promise<Buffer> {
+    try {
+      return asBuffer(await ctx.call('encoder-port.liveFile', { streamId, file }, { nodeID: nodeId, timeout: liveFetchTimeoutMs }));
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new NotFoundError(err.message || `stream ${streamId} has no ${file} on node ${nodeId}`);
+      // The encoder's node is gone, slow or refuses: for the listener the stream is dead, and a 404
+      // moves the player to a redundant stream at once (FIELD-NOTES) where a 500 or 504 would not.
+      ctx.service?.logger.warn(`live file fetch failed [stream:${streamId} node:${nodeId} file:${file}] ${(err as Error).message}`);
+      throw new NotFoundError(`stream ${streamId} is not reachable on node ${nodeId}`);
+    }
+  }
+
   /** `event.get`, or undefined when the event actor is unreachable or slow (status still answers). */
   async function eventView(ctx: Context, eventId: string): Promise<EventView | undefined> {
     try {
@@ -143,18 +174,14 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       /** A live stream's playlist (segments carry the code, ENDLIST stripped) or segment. */
       liveFile: {
         async handler(ctx: Ctx<FileParams>): Promise<Buffer | string> {
-          checkFile(ctx.params, LIVE_FILE_RE);
+          const eventId = checkFile(ctx.params, LIVE_FILE_RE);
           const { streamId, file, a } = ctx.params;
           // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
-          const alive = await ctx.call<boolean, { streamId: string }>('monitoring.isAlive', { streamId });
-          if (!alive) throw new NotFoundError(`stream ${streamId} is not live`);
-          let data: Buffer;
-          try {
-            data = await readFile(join(liveDir, streamId, file));
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`stream ${streamId} has no ${file} yet`);
-            throw err;
-          }
+          // Its dataset also names the node whose disk holds the files.
+          const streams = await ctx.call<StreamDataset[], { eventId: string }>('monitoring.activeStreams', { eventId });
+          const stream = streams.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
+          if (!stream) throw new NotFoundError(`stream ${streamId} is not live`);
+          const data = await liveBytes(ctx, stream, file);
           if (file === 'index.m3u8') {
             let playlist;
             try {
@@ -306,13 +333,6 @@ function passwordOf(meta: Meta): string | undefined {
   if (typeof meta.eventPassword === 'string') return meta.eventPassword;
   const h = meta.headers?.[PASSWORD_HEADER];
   return Array.isArray(h) ? h[0] : h;
-}
-
-/** Buffers lose their class over NATS (`{type: 'Buffer', data}`); bring them back. */
-function asBuffer(b: Buffer | { type: 'Buffer'; data: number[] } | Uint8Array): Buffer {
-  if (Buffer.isBuffer(b)) return b;
-  if (b instanceof Uint8Array) return Buffer.from(b);
-  return Buffer.from(b.data);
 }
 
 /** The event actor's own "no such event" (Moleculer's SERVICE_NOT_FOUND is a 404 too, but means unreachable). */

@@ -14,10 +14,13 @@ import { decodeAlaw, decodeUlaw } from '../codecs/g711.ts';
 import { isValidEventId, makeStreamId } from '../codecs/ids.ts';
 import { isRtcp, parseRtp, seqDistance } from '../codecs/rtp.ts';
 import { PortPool } from '../core/port-pool.ts';
-import { EVENTS, type EncoderStartParams, type EncoderStartResult, type StreamDataset, type StreamRecord } from '../runtime/contracts.ts';
+import { EVENTS, type EncoderSelfTestResult, type EncoderStartParams, type EncoderStartResult, type EncoderStatus, type StreamDataset, type StreamRecord } from '../runtime/contracts.ts';
+import { runEncoderSelfTest } from '../runtime/encoder-self-test.ts';
 import { HlsEncoder } from '../runtime/encoder.ts';
 import { NoCapacityError, ValidationFailedError, type FieldErrors } from '../runtime/errors.ts';
 import { ProcessSupervisor } from '../runtime/supervisor.ts';
+import { serveLiveFile, type LiveFileParams } from '../runtime/live-files.ts';
+import { storeStream } from '../runtime/stream-upload.ts';
 
 /** A stream is healthy while its last RTP packet is at most this old (ms). */
 export const RTP_FRESH_MS = 2000;
@@ -164,7 +167,66 @@ class EncoderPorts {
   }
 
   begin(): void {
-    this.#heartbeat = setInterval(() => this.#pushAll(), this.config.heartbeatS * 1000);
+    this.#heartbeat = setInterval(() => {
+      this.#pushAll();
+      this.#publishStatus();
+    }, this.config.heartbeatS * 1000);
+    this.#publishStatus();
+  }
+
+  #statusSeq = 0;
+  #selfTest?: Promise<EncoderSelfTestResult>;
+
+  /** The encoder pool's view of this node (voice servers bind streams by it). */
+  status(): EncoderStatus {
+    const now = Date.now();
+    return {
+      nodeId: this.config.nodeId,
+      dataCenter: this.config.dataCenter,
+      capacity: this.#pool.capacity,
+      free: this.#pool.available(now),
+      running: this.#slots.size,
+      seq: ++this.#statusSeq,
+      updatedAt: new Date(now).toISOString(),
+    };
+  }
+
+  #publishStatus(): void {
+    Promise.resolve(this.broker.broadcast(EVENTS.encoderStatus, this.status())).catch((err: Error) => this.logger.debug(`encoder status broadcast failed ${err.message}`));
+  }
+
+  /**
+   * The health test monitoring asks for: RTP in, a segment out, on a free port of this node with
+   * this node's ffmpeg (runtime/encoder-self-test.ts). One at a time; a second request shares it.
+   */
+  selfTest(): Promise<EncoderSelfTestResult> {
+    this.#selfTest ??= this.#runSelfTest().finally(() => (this.#selfTest = undefined));
+    return this.#selfTest;
+  }
+
+  async #runSelfTest(): Promise<EncoderSelfTestResult> {
+    const nodeId = this.config.nodeId;
+    let bound: { rtpPort: number; socket: Socket };
+    try {
+      bound = await this.#bindFreePort();
+    } catch (err) {
+      return { ok: false, skipped: true, nodeId, ms: 0, packetsSent: 0, packetsReceived: 0, reason: (err as Error).message };
+    }
+    try {
+      const r = await runEncoderSelfTest({
+        socket: bound.socket,
+        host: this.config.sipHost,
+        rtpPort: bound.rtpPort,
+        dir: join(this.config.dataDir, 'health', `selftest-${bound.rtpPort}-${Date.now().toString(36)}`),
+        timeoutMs: Math.max(10_000, this.config.segmentS * 4000),
+        startEncoder: (dir) =>
+          HlsEncoder.start({ ffmpegPath: this.config.ffmpegPath, dir, segmentS: this.config.segmentS, logger: this.logger, context: `self-test port:${bound.rtpPort}` }),
+      });
+      return { ...r, nodeId, rtpPort: bound.rtpPort };
+    } finally {
+      bound.socket.close();
+      this.#pool.release(bound.rtpPort, Date.now());
+    }
   }
 
   #ctx(slot: Slot, live = slot.live): string {
@@ -214,7 +276,7 @@ class EncoderPorts {
     socket.on('message', (buf, rinfo) => this.#onPacket(slot, buf, rinfo));
     const streamId = slot.live!.streamId;
     this.logger.info(`stream started [${this.#ctx(slot)} voice:${params.voiceNodeId}:${params.port}]`);
-    return { streamId, rtpHost: this.config.sipHost, rtpPort, payloadType: PT_PCMU };
+    return { streamId, nodeId: this.config.nodeId, rtpHost: this.config.sipHost, rtpPort, payloadType: PT_PCMU };
   }
 
   /** Starts one encoder run with a fresh stream ID and directory (the supervisor calls this on each restart). */
@@ -301,7 +363,8 @@ class EncoderPorts {
       const { durationS } = await live.encoder.stop();
       let stored = false;
       try {
-        await call('content-storage.putStream', { eventId: slot.params.eventId, streamId: live.streamId, dir: live.dir }, { timeout: 60_000 });
+        // By path when storage runs here, else file by file over the broker (storage may be on any node).
+        await storeStream(this.broker, call, { eventId: slot.params.eventId, streamId: live.streamId, dir: live.dir });
         stored = true;
       } catch (err) {
         this.logger.error(`stream not stored, files stay in ${live.dir} [${this.#ctx(slot, live)}] ${(err as Error).message}`);
@@ -409,9 +472,24 @@ export function createEncoderPortService(config: JitcastConfig): ServiceSchema {
           return this.encoders.stop(slot, ctx.call.bind(ctx) as Call);
         },
       },
+      /**
+       * One live file (`index.m3u8` or `segNNNNN.ts`) of a stream this node encodes, for
+       * attendee-access on another node (call with `{nodeID}`); NotFoundError for any other stream.
+       */
+      liveFile: {
+        handler(ctx: Context<LiveFileParams>): Promise<Buffer> {
+          return serveLiveFile(config.dataDir, config.nodeId, ctx.params, (streamId) => this.encoders.slotOf(streamId) !== undefined);
+        },
+      },
       list: {
         handler(): EncoderPortList {
           return this.encoders.list();
+        },
+      },
+      /** Monitoring's health test of this node's encoder: RTP in, a segment out. Call with `{nodeID}`. */
+      selfTest: {
+        handler(): Promise<EncoderSelfTestResult> {
+          return this.encoders.selfTest();
         },
       },
     },

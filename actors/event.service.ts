@@ -604,12 +604,23 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         s.again = false;
         const history = await broker.call<StreamRecord[], { eventId: string }>('monitoring.history', { eventId });
         const open = history.filter((r) => !settled(r) && !settled(s.stopped.get(r.streamId)));
-        if (open.length === 0) {
+        // A stream whose node has left the cluster will never report its stop: its files went with the node.
+        const nodes = new Set((broker.registry.getNodeList({ onlyAvailable: true, withServices: false }) as Array<{ id: string }>).map((n) => n.id));
+        const lost = open.filter((r) => !nodes.has(r.nodeId));
+        if (open.length === lost.length) {
           s.checking = false;
-          await finishSettle(slot, history.length === 0 ? 'no-streams' : 'all-stored');
+          if (lost.length > 0) logger.warn(`streams lost with their node, archiving without them [event:${eventId} streams:${lost.map((r) => `${r.streamId}@${r.nodeId}`).join(',')}]`);
+          await finishSettle(slot, history.length === 0 ? 'no-streams' : lost.length > 0 ? 'all-stored-or-lost' : 'all-stored');
           return;
         }
         logger.debug(`waiting for streams [event:${eventId} open:${open.map((r) => r.streamId).join(',')}]`);
+        // Look again shortly: a node carrying an open stream may die meanwhile.
+        if (!s.again && slot.settle === s && !s.retry) {
+          s.retry = setTimeout(() => {
+            s.retry = undefined;
+            void checkSettled(slot);
+          }, SETTLE_RETRY_MS);
+        }
       } while (s.again && slot.settle === s);
     } catch (err) {
       // Monitoring not reachable (yet): look again shortly; the cap still bounds the wait.

@@ -100,9 +100,11 @@ export function createSipRouterService(config: JitcastConfig): ServiceSchema {
       [EVENTS.assetHealth]: {
         handler(this: any, ctx: Context<AssetHealth>) {
           const h = ctx.params;
-          if (h.asset !== 'voice-server') return;
+          if (h?.asset !== 'voice-server' || typeof h.nodeId !== 'string' || typeof h.healthy !== 'boolean') return;
           (this.table as RoutingTable).setHealth(h.nodeId, h.healthy);
-          this.logger.info(`voice server ${h.healthy ? 'passed' : 'failed'} its health test [node:${h.nodeId}]${h.reason ? ` ${h.reason}` : ''}`);
+          // Monitoring repeats every verdict; only a change is news here.
+          if (h.change === 'evicted') this.logger.warn(`voice server failed its health test: no calls to it [node:${h.nodeId}]${h.reason ? ` ${h.reason}` : ''}`);
+          if (h.change === 'readmitted') this.logger.info(`voice server passed its health test: calls again [node:${h.nodeId}]`);
         },
       },
     },

@@ -24,10 +24,12 @@ import { initialIvrState, stepIvr, type IvrEffect, type IvrInput, type IvrState,
 import { PortPool } from '../core/port-pool.ts';
 import { FailureThrottle } from '../core/throttle.ts';
 import { admitsCalls, channelCounts, initialVoiceState, resumeThreshold, stepVoiceState, voiceServerState, type VoiceInput, type VoicePorts, type VoiceState } from '../core/voice-state.ts';
-import { EVENTS, type ChannelCounts, type EncoderStartResult, type JoinResult, type VoiceServerState, type VoiceStatus } from '../runtime/contracts.ts';
+import { EncoderPool } from '../core/encoder-pool.ts';
+import { EVENTS, type AssetHealth, type ChannelCounts, type EncoderStartResult, type EncoderStatus, type JoinResult, type VoiceServerState, type VoiceStatus } from '../runtime/contracts.ts';
 import { MediaClock } from '../runtime/media-clock.ts';
 import { loadPrompts, type PromptAudio } from '../runtime/prompts.ts';
 import { SipUserAgent, type InboundCall } from '../runtime/sip/index.ts';
+import { HEALTH_USER } from '../runtime/sip/probe.ts';
 import { Channel, type ChannelView } from '../runtime/voice/channel.ts';
 
 /** One event's conference on this voice server, and the stream it feeds. */
@@ -38,6 +40,8 @@ interface Conference {
   mixer: ConferenceMixer;
   members: Set<string>;
   encoder?: EncoderStartResult;
+  /** The node of the encoder port (stop goes there). */
+  encoderNodeId?: string;
   /** Set while an encoder start is in flight or failed recently. */
   encoderPending: boolean;
   ssrc: number;
@@ -92,6 +96,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       /** Ports that could not be bound: out of service until they may be tried again (port → ms). */
       this.quarantined = new Map<number, number>();
       this.statusSeq = 0;
+      this.encoderPool = new EncoderPool({ timeoutMs: config.heartbeatTimeoutS * 1000 });
       this.voiceState = initialVoiceState(this.portCounts(), stateOpts);
     },
 
@@ -127,6 +132,26 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
     },
 
     events: {
+      [EVENTS.encoderStatus]: {
+        handler(this: any, ctx: Context<EncoderStatus>) {
+          const s = ctx.params;
+          if (typeof s?.nodeId !== 'string' || typeof s.free !== 'number' || typeof s.seq !== 'number') return;
+          (this.encoderPool as EncoderPool).update(s, Date.now());
+        },
+      },
+      [EVENTS.assetHealth]: {
+        handler(this: any, ctx: Context<AssetHealth>) {
+          const h = ctx.params;
+          if (h?.asset !== 'encoder-port' || typeof h.nodeId !== 'string' || typeof h.healthy !== 'boolean') return;
+          (this.encoderPool as EncoderPool).setHealth(h.nodeId, h.healthy);
+          if (h.change) this.logger.info(`encoder ${h.change === 'evicted' ? 'left' : 'is back in'} the pool [node:${h.nodeId}]${h.reason ? ` ${h.reason}` : ''}`);
+        },
+      },
+      '$node.disconnected': {
+        handler(this: any, ctx: Context<{ node: { id: string } }>) {
+          (this.encoderPool as EncoderPool).remove(ctx.params.node.id);
+        },
+      },
       [EVENTS.eventEnded]: {
         handler(this: any, ctx: Context<{ eventId: string }>) {
           const { eventId } = ctx.params;
@@ -297,7 +322,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         }
         const state: CallState = { channel, ivr: initialIvrState() };
         this.calls.set(channel.channelId, state);
-        this.logger.info(`call answered [call:${call.callId} from:${call.fromUri} port:${channel.port} codec:${channel.codec}]`);
+        this.logger[isHealthCall(call) ? 'debug' : 'info'](`call answered [call:${call.callId} from:${call.fromUri} port:${channel.port} codec:${channel.codec}]`);
         channel.onDigit = (d, via) => {
           this.logger.debug(`digit [port:${channel!.port} via:${via}] ${d}`);
           this.input(state, { type: 'digit', digit: d });
@@ -407,23 +432,43 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         c.channel.onAudio = (pcm) => conf!.mixer.push(c.channel.channelId, pcm);
       },
 
-      /** Binds an encoder port to the conference; retried every few seconds until one answers. */
+      /**
+       * Binds an encoder port to the conference, from the encoder pool (core/encoder-pool.ts: healthy
+       * first, this node, then this data center); an encoder that refuses is skipped for the next.
+       * Before any encoder status was heard the broker's balancer picks. Retried every few seconds
+       * until one answers.
+       */
       async startEncoder(this: any, conf: Conference) {
         if (conf.encoderPending || conf.encoder) return;
         conf.encoderPending = true;
         try {
-          const enc = (await this.broker.call(
-            'encoder-port.start',
-            { eventId: conf.eventId, format: 'hls', port: conf.port, voiceNodeId: config.nodeId },
-            { timeout: 10_000 },
-          )) as EncoderStartResult;
+          const pool = this.encoderPool as EncoderPool;
+          const params = { eventId: conf.eventId, format: 'hls', port: conf.port, voiceNodeId: config.nodeId };
+          const tried = new Set<string>();
+          let enc: EncoderStartResult | undefined;
+          let nodeId: string | undefined;
+          while (!enc) {
+            const choice = pool.pick({ nodeId: config.nodeId, dataCenter: config.dataCenter, now: Date.now(), exclude: tried });
+            if (!choice && tried.size > 0) throw new Error(`every encoder in the pool refused [tried:${[...tried].join(',')}]`);
+            if (choice && !choice.healthy) this.logger.warn(`no healthy encoder with a free port: trying one that failed its health test [event:${conf.eventId} encoder:${choice.nodeId}]`);
+            try {
+              enc = (await this.broker.call('encoder-port.start', params, { timeout: 10_000, ...(choice ? { nodeID: choice.nodeId } : {}) })) as EncoderStartResult;
+              nodeId = enc.nodeId ?? choice?.nodeId;
+            } catch (err) {
+              if (!choice) throw err;
+              pool.refuse(choice.nodeId);
+              tried.add(choice.nodeId);
+              this.logger.warn(`encoder refused the stream, trying the next [event:${conf.eventId} encoder:${choice.nodeId}] ${(err as Error).message}`);
+            }
+          }
           if (this.conferences.get(conf.eventId) !== conf) {
             // Everyone left while the encoder was starting.
-            await this.broker.call('encoder-port.stop', { streamId: enc.streamId }).catch(() => {});
+            await this.broker.call('encoder-port.stop', { streamId: enc.streamId }, { nodeID: nodeId }).catch(() => {});
             return;
           }
           conf.encoder = enc;
-          this.logger.info(`stream bound [event:${conf.eventId} port:${conf.port} stream:${enc.streamId} encoder:${enc.rtpHost}:${enc.rtpPort}]`);
+          conf.encoderNodeId = nodeId;
+          this.logger.info(`stream bound [event:${conf.eventId} port:${conf.port} stream:${enc.streamId} encoder:${nodeId ?? '?'}@${enc.rtpHost}:${enc.rtpPort}]`);
         } catch (err) {
           this.logger.error(`no encoder for the conference, retrying in 3 s [event:${conf.eventId} port:${conf.port}] ${(err as Error).message}`);
           setTimeout(() => {
@@ -474,7 +519,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       },
 
       async hangup(this: any, c: CallState, reason: string) {
-        this.logger.info(`hanging up [port:${c.channel.port} call:${c.channel.call.callId} reason:${reason}]`);
+        this.logger[isHealthCall(c.channel.call) ? 'debug' : 'info'](`hanging up [port:${c.channel.port} call:${c.channel.call.callId} reason:${reason}]`);
         try {
           await c.channel.call.hangup();
         } finally {
@@ -488,10 +533,13 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         if (!this.calls.delete(ch.channelId)) return;
         clearTimeout(c.digitTimer);
         ch.close();
-        (this.pool as PortPool).release(ch.port, Date.now());
-        this.refreshPorts();
-        this.logger.info(`call ended [port:${ch.port} call:${ch.call.callId} reason:${reason} rtpIn:${ch.stats.rtpIn} foreign:${ch.stats.rtpForeign}]`);
         const eventId = ch.eventId;
+        // Every port rests for the reuse timeout, except after monitoring's synthetic call, which never
+        // joined an event (no auth code can name its port): a health test must not cost capacity.
+        if (!eventId && isHealthCall(ch.call)) (this.pool as PortPool).releaseUnused(ch.port);
+        else (this.pool as PortPool).release(ch.port, Date.now());
+        this.refreshPorts();
+        this.logger[isHealthCall(ch.call) ? 'debug' : 'info'](`call ended [port:${ch.port} call:${ch.call.callId} reason:${reason} rtpIn:${ch.stats.rtpIn} foreign:${ch.stats.rtpForeign}]`);
         if (!eventId) return;
         this.broker.call('event.leave', { eventId, channelId: ch.channelId }).catch((err: Error) => {
           this.logger.warn(`leave not recorded [event:${eventId} port:${ch.port}] ${err.message}`);
@@ -509,13 +557,18 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         this.conferences.delete(conf.eventId);
         if (conf.encoder) {
           const { streamId } = conf.encoder;
-          this.broker.call('encoder-port.stop', { streamId }, { timeout: 30_000 }).catch((err: Error) => {
+          this.broker.call('encoder-port.stop', { streamId }, { timeout: 30_000, ...(conf.encoderNodeId ? { nodeID: conf.encoderNodeId } : {}) }).catch((err: Error) => {
             this.logger.warn(`encoder stop failed [event:${conf.eventId} stream:${streamId}] ${err.message}`);
           });
         }
       },
     },
   } as ServiceSchema;
+}
+
+/** Monitoring's synthetic call (runtime/sip/probe.ts): logged at debug, since it comes every test interval. */
+function isHealthCall(call: InboundCall): boolean {
+  return call.fromUri.includes(`sip:${HEALTH_USER}@`);
 }
 
 function bindUdp(host: string): Promise<Socket> {

@@ -50,6 +50,15 @@ export class PortPool {
     this.#resting.set(port, now + this.reuseAfterMs);
   }
 
+  /**
+   * Gives back a port that carried only monitoring's synthetic call: it never joined an event, so
+   * no auth code was ever minted for it; it needs no rest and is free at once.
+   */
+  releaseUnused(port: number): void {
+    if (!this.#busy.delete(port)) return;
+    this.#free.push(port); // to the back: least recently used first
+  }
+
   /** Marks a port that could not be bound (taken by another process) as resting. */
   quarantine(port: number, now: number): void {
     this.#busy.delete(port);

@@ -16,6 +16,8 @@ export interface ClusterStatus {
   sipRouters: any[];
   encoderPorts: any[];
   streams: any[];
+  /** `monitoring.health`: every voice server and encoder with its last health test, and who tests. */
+  pools?: { tester?: string; intervalS: number; assets: any[] };
   archiveLeader?: string;
   errors: Array<{ nodeId: string; action: string; message: string }>;
 }
@@ -44,7 +46,8 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     available: n.available as boolean,
     local: n.local as boolean,
   }));
-  const [voiceServers, sipRouters, encoderLists, streams] = await Promise.all([
+  const hasMonitoring = nodesRunning(broker, 'monitoring').length > 0;
+  const [voiceServers, sipRouters, encoderLists, streams, pools] = await Promise.all([
     Promise.all(nodesRunning(broker, 'voice-server').map((id) => ask('voice-server.status', id))),
     Promise.all(nodesRunning(broker, 'sip-router').map((id) => ask('sip-router.status', id))),
     Promise.all(nodesRunning(broker, 'encoder-port').map((id) => ask('encoder-port.list', id))),
@@ -52,6 +55,12 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
       errors.push({ nodeId: '-', action: 'monitoring.activeStreams', message: err.message });
       return [];
     }) : [],
+    hasMonitoring
+      ? broker.call('monitoring.health', {}, { timeout: 1500 }).catch((err: Error) => {
+          errors.push({ nodeId: '-', action: 'monitoring.health', message: err.message });
+          return undefined;
+        })
+      : undefined,
   ]);
   const encoderPorts = encoderLists.flatMap((l: any) => (Array.isArray(l) ? l : (l?.ports ?? [])));
   return {
@@ -61,6 +70,7 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     sipRouters: sipRouters.filter(Boolean),
     encoderPorts,
     streams: streams as any[],
+    ...(pools ? { pools: pools as ClusterStatus['pools'] } : {}),
     // One coordinator per cluster until the elected leader of issue 4: the first node running it.
     archiveLeader: nodesRunning(broker, 'archive-coordinator')[0],
     errors,

@@ -128,6 +128,8 @@ export interface EncoderStartParams {
 /** `encoder-port.start` reply: where to send RTP. */
 export interface EncoderStartResult {
   streamId: string;
+  /** The encoder's node (`encoder-port.stop` goes there). */
+  nodeId: string;
   rtpHost: string;
   rtpPort: number;
   /** RTP payload type the encoder expects (0 = PCMU). */
@@ -187,7 +189,49 @@ export interface VoiceStatus {
 export interface AssetHealth {
   asset: 'voice-server' | 'encoder-port';
   nodeId: string;
+  /** True while the asset is in its pool (after this test). */
   healthy: boolean;
+  /** The test's outcome: a skipped test (asset draining or full) leaves `healthy` as it was. */
+  outcome: 'pass' | 'fail' | 'skipped';
+  /** Set when this test moved the asset out of its pool or back in. */
+  change?: 'evicted' | 'readmitted';
+  /** How long the test took (ms). */
+  ms: number;
+  /** When the test ended (ISO). */
+  testedAt: string;
+  /** The node whose monitoring ran the test. */
+  testedBy: string;
+  reason?: string;
+}
+
+/**
+ * What every encoder-port actor broadcasts as `EVENTS.encoderStatus` each heartbeat: the encoder
+ * pool voice servers bind streams from (core/encoder-pool.ts), and what monitoring tests.
+ */
+export interface EncoderStatus {
+  nodeId: string;
+  dataCenter: string;
+  capacity: number;
+  /** Ports free right now (not streaming, not resting). */
+  free: number;
+  /** Streams running. */
+  running: number;
+  seq: number;
+  /** ISO */
+  updatedAt: string;
+}
+
+/** `encoder-port.selfTest` reply: RTP in, a segment out, on one of the node's own ports. */
+export interface EncoderSelfTestResult {
+  ok: boolean;
+  /** Set when the encoder had no free port: the test was not run. */
+  skipped?: boolean;
+  nodeId: string;
+  rtpPort?: number;
+  /** Time from the first RTP packet to the first segment listed (ms). */
+  ms: number;
+  packetsSent: number;
+  packetsReceived: number;
   reason?: string;
 }
 
@@ -205,4 +249,52 @@ export const EVENTS = {
   voiceStatus: 'jitcast.voice.status',
   /** AssetHealth: an asset failed or passed its health test; a failed voice server gets no calls. */
   assetHealth: 'jitcast.asset.health',
+  /** EncoderStatus: an encoder-port actor's heartbeat (broadcast). */
+  encoderStatus: 'jitcast.encoder.status',
 } as const;
+
+/** `encoder-port.liveFile` parameters: one file of a stream the asked node encodes (issue 3, files across nodes). */
+export interface LiveFileParams {
+  streamId: string;
+  /** `index.m3u8` or `segNNNNN.ts` (runtime/live-files.ts LIVE_FILE_RE). */
+  file: string;
+}
+
+/** `content-storage.beginStream` parameters: a finished stream its encoder is about to send file by file. */
+export interface BeginStreamParams {
+  eventId: string;
+  streamId: string;
+}
+
+/** `content-storage.beginStream` reply: every further call of the upload goes to `nodeId` (Moleculer `nodeID` option). */
+export interface BeginStreamResult {
+  uploadId: string;
+  nodeId: string;
+}
+
+/** `content-storage.putStreamFile` parameters: one chunk of one file, chunks of a file in order. */
+export interface PutStreamFileParams {
+  uploadId: string;
+  file: string;
+  /** Byte offset of this chunk in the file: the bytes received so far. */
+  offset: number;
+  /** The chunk, base64 (a Buffer would cross the JSON transporter as an array of numbers, ~4× larger). */
+  data: string;
+}
+
+/** `content-storage.commitStream` parameters: every file of the stream with its size, checked before it is stored. */
+export interface CommitStreamParams {
+  uploadId: string;
+  files: Record<string, number>;
+}
+
+/** `content-storage.abortStream` parameters. */
+export interface AbortStreamParams {
+  uploadId: string;
+}
+
+/** What content storage holds of a stream after `putStream` or `commitStream`. */
+export interface StoredStreamTotals {
+  files: number;
+  bytes: number;
+}

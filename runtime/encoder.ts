@@ -268,7 +268,10 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
         if (!this.#proc) resolveExit(this.#onExit({ code: null, signal: null, stderrTail: [...this.#tail.snapshot(), err.message] }));
       });
     });
-    cmd.on('stderr', (line: string) => this.#tail.add(line));
+    cmd.on('stderr', (line: string) => {
+        // fluent-ffmpeg emits the empty remainder after the last newline as a line: keep the last real one.
+        if (line.trim() !== '') this.#tail.add(line);
+      });
 
     return new Promise<void>((resolve, reject) => {
       const timeoutMs = o.startTimeoutMs ?? 10_000;

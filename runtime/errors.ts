@@ -133,6 +133,9 @@ export class JitcastRegenerator extends Errors.Regenerator {
     const err = Object.create(Ctor.prototype) as JitcastError;
     Object.assign(err, new JitcastError(plainError.message, plainError.code, plainError.type, plainError.data, plainError.retryable === true));
     err.name = Ctor.name;
+    // `message` and `stack` are own but not enumerable on an Error: Object.assign leaves them out.
+    err.message = String(plainError.message ?? '');
+    if (typeof plainError.stack === 'string') err.stack = plainError.stack;
     return err;
   }
 }

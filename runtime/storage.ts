@@ -5,15 +5,27 @@
  * Paths are only ever joined from values that passed `isValidEventId`, `isValidStreamId` or
  * STREAM_FILE_RE, and the resolved path is checked to stay under the root. Writes are atomic
  * (temp file, fsync, rename), so a reader never sees half a file and a crash leaves the old one.
+ * A stream is received whole into `<root>/.staging/` (StagedStream, from a local directory or
+ * chunk by chunk over the broker) and appears under `streams/` in one rename, so a partly
+ * received stream is never listed or read.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fs } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { isValidEventId, isValidStreamId } from '../codecs/ids.ts';
-import { NotFoundError, ValidationFailedError } from './errors.ts';
+import { NotFoundError, PayloadTooLargeError, StateConflictError, ValidationFailedError } from './errors.ts';
 
 /** File names a stream directory may hold: the playlist, segments and `gaps.json`. */
 export const STREAM_FILE_RE = /^[A-Za-z0-9_-]{1,64}\.(m3u8|ts|json)$/;
+
+/** Largest stored stream file (a 2 s segment is ~12 KB; the playlist of 100 000 segments ~3 MB). */
+export const MAX_STREAM_FILE_BYTES = 16 * 1024 * 1024;
+
+/** Most files one stream may hold: segNNNNN.ts allows 100 000, plus the playlist and gaps.json. */
+export const MAX_STREAM_FILES = 100_002;
+
+/** Directory under the root where streams are received before they appear (hidden from listings: not an event ID). */
+export const STAGING_DIR = '.staging';
 
 /** Name of the event-info file in an event's directory. */
 export const EVENT_INFO_FILE = 'event-info.xml';
@@ -146,13 +158,12 @@ export class ContentStorage {
   }
 
   /**
-   * Copies an encoder's output directory into the stream's directory. Only STREAM_FILE_RE names are
-   * taken (ffmpeg's `*.tmp` files are skipped). A stored file is never overwritten, except an
-   * `index.m3u8` that did not yet end with #EXT-X-ENDLIST (an upload made while the stream still ran).
-   * Segments go before the playlist, so a stored playlist never names a segment not yet stored.
+   * Copies an encoder's output directory into the stream's directory, through a StagedStream (see
+   * `commitStaged`). Only STREAM_FILE_RE names that are regular files are taken (ffmpeg's `*.tmp`
+   * and symlinks are skipped).
    */
   async copyStream(eventId: string, streamId: string, srcDir: string): Promise<StreamCopyResult> {
-    const dest = this.streamDir(eventId, streamId);
+    this.streamDir(eventId, streamId);
     let names: string[];
     try {
       names = await fs.readdir(srcDir);
@@ -160,17 +171,91 @@ export class ContentStorage {
       if (isNotFound(err)) throw new NotFoundError(`no stream directory ${srcDir} [event:${eventId} stream:${streamId}]`);
       throw err;
     }
-    const wanted = names.filter((n) => STREAM_FILE_RE.test(n)).sort((a, b) => Number(a.endsWith('.m3u8')) - Number(b.endsWith('.m3u8')) || (a < b ? -1 : 1));
-    await fs.mkdir(dest, { recursive: true });
+    const stage = await this.stageStream(eventId, streamId);
+    try {
+      for (const name of names.filter((n) => STREAM_FILE_RE.test(n)).sort()) {
+        const src = join(srcDir, name);
+        const stat = await fs.lstat(src);
+        if (!stat.isFile()) continue;
+        if (stat.size > MAX_STREAM_FILE_BYTES) throw new PayloadTooLargeError(MAX_STREAM_FILE_BYTES);
+        await stage.append(name, 0, await fs.readFile(src));
+      }
+      return await stage.commit();
+    } finally {
+      await stage.abort();
+    }
+  }
+
+  /** A new, empty staging directory for receiving a stream of this event. */
+  async stageStream(eventId: string, streamId: string): Promise<StagedStream> {
+    this.streamDir(eventId, streamId);
+    const base = this.inside(join(this.root, STAGING_DIR));
+    await fs.mkdir(base, { recursive: true });
+    const dir = join(base, `${streamId}.${process.pid}.${randomBytes(6).toString('hex')}`);
+    await fs.mkdir(dir);
+    return new StagedStream(this, eventId, streamId, dir);
+  }
+
+  /**
+   * Makes a staged stream visible. When the stream is not stored yet, its directory is renamed into
+   * place: every file appears at once or none does. When it is (a second upload of the same
+   * stream), files are merged one by one under the old rules: a stored segment is never overwritten,
+   * a stored playlist only while it lacks #EXT-X-ENDLIST, segments before the playlist, so a stored
+   * playlist never names a segment not yet stored. The staging directory is gone afterwards.
+   */
+  async commitStaged(eventId: string, streamId: string, stagedDir: string): Promise<StreamCopyResult> {
+    const dest = this.streamDir(eventId, streamId);
+    const staged = this.inside(stagedDir);
+    if (dirname(staged) !== join(this.root, STAGING_DIR)) throw new ValidationFailedError(`not a staging directory: ${JSON.stringify(stagedDir)}`);
+    const names = (await fs.readdir(staged)).filter((n) => STREAM_FILE_RE.test(n));
+    // Durable before visible: a crash after the rename must not leave empty or short files behind.
+    for (const name of names) await syncFile(join(staged, name));
+    await fs.mkdir(dirname(dest), { recursive: true });
+    let copied: number;
+    try {
+      await fs.rename(staged, dest);
+      copied = names.length;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      copied = await this.mergeInto(eventId, streamId, staged, names);
+    } finally {
+      await fs.rm(staged, { recursive: true, force: true });
+    }
+    const totals = await this.streamTotals(dest);
+    return { ...totals, copied };
+  }
+
+  /** Removes staging directories not touched for `maxAgeMs` (uploads a crash cut short); returns how many. */
+  async sweepStaging(maxAgeMs: number, nowMs = Date.now()): Promise<number> {
+    const base = join(this.root, STAGING_DIR);
+    let names: string[];
+    try {
+      names = await fs.readdir(base);
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const path = join(base, name);
+      const st = await fs.lstat(path).catch(() => undefined);
+      if (!st || nowMs - st.mtimeMs < maxAgeMs) continue;
+      await fs.rm(path, { recursive: true, force: true });
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Copies staged files into an existing stream directory (see commitStaged); returns the files written. */
+  private async mergeInto(eventId: string, streamId: string, srcDir: string, names: string[]): Promise<number> {
+    const wanted = [...names].sort((a, b) => Number(a.endsWith('.m3u8')) - Number(b.endsWith('.m3u8')) || (a < b ? -1 : 1));
     let copied = 0;
     for (const name of wanted) {
-      const src = join(srcDir, name);
-      const stat = await fs.lstat(src);
-      if (!stat.isFile()) continue;
       const target = this.streamFile(eventId, streamId, name);
       const isPlaylist = name.endsWith('.m3u8');
       if (!isPlaylist && (await this.exists(target))) continue;
-      const data = await fs.readFile(src);
+      const data = await fs.readFile(join(srcDir, name));
       if (isPlaylist) {
         const stored = await fs.readFile(target, 'utf8').catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
         if (stored !== undefined && stored.trimEnd().endsWith(ENDLIST)) continue;
@@ -181,8 +266,7 @@ export class ContentStorage {
         copied++;
       }
     }
-    const totals = await this.streamTotals(dest);
-    return { ...totals, copied };
+    return copied;
   }
 
   /** Deletes an event's directory (retention); a missing one is fine. */
@@ -259,5 +343,96 @@ export class ContentStorage {
     } finally {
       await fs.rm(tmp, { force: true });
     }
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const fh = await fs.open(path, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * A stream being received into `<root>/.staging/<streamId>.<pid>.<random>/`: files arrive whole or
+ * in ordered chunks (each checked against STREAM_FILE_RE, the size cap and the bytes already
+ * received), nothing is visible to readers until `commit()`, and `abort()` leaves no trace.
+ */
+export class StagedStream {
+  readonly #sizes = new Map<string, number>();
+  #state: 'open' | 'committing' | 'done' = 'open';
+  #broken?: Error;
+
+  constructor(
+    readonly storage: ContentStorage,
+    readonly eventId: string,
+    readonly streamId: string,
+    /** The staging directory. */
+    readonly dir: string,
+  ) {}
+
+  /** Appends a chunk at `offset` (the bytes of `file` received so far); returns the file's new size. */
+  async append(file: string, offset: number, data: Buffer): Promise<number> {
+    this.#writable();
+    if (typeof file !== 'string' || !STREAM_FILE_RE.test(file)) {
+      throw new ValidationFailedError(`invalid stream file name ${JSON.stringify(file)}`, { file: 'must be 1-64 of A-Z a-z 0-9 _ - with .m3u8, .ts or .json' });
+    }
+    const size = this.#sizes.get(file);
+    if (size === undefined && this.#sizes.size >= MAX_STREAM_FILES) throw new ValidationFailedError(`a stream holds at most ${MAX_STREAM_FILES} files`, { file: 'too many files' });
+    if (!Number.isSafeInteger(offset) || offset !== (size ?? 0)) {
+      throw new ValidationFailedError(`chunk of ${file} at offset ${offset}, expected ${size ?? 0}`, { offset: 'must be the bytes received so far' });
+    }
+    const next = offset + data.length;
+    if (next > MAX_STREAM_FILE_BYTES) throw new PayloadTooLargeError(MAX_STREAM_FILE_BYTES);
+    // Claimed before the write, so a second chunk racing this one fails the offset check instead of interleaving.
+    this.#sizes.set(file, next);
+    try {
+      await fs.writeFile(join(this.dir, file), data, { flag: offset === 0 ? 'wx' : 'a' });
+    } catch (err) {
+      this.#broken = err as Error;
+      throw err;
+    }
+    return next;
+  }
+
+  /** Files received so far with their sizes. */
+  files(): Record<string, number> {
+    return Object.fromEntries(this.#sizes);
+  }
+
+  /**
+   * Stores the stream (ContentStorage.commitStaged). With `expected`, every named file must have
+   * arrived with exactly that size and no other file may have: a short upload is refused, not stored.
+   */
+  async commit(expected?: Record<string, number>): Promise<StreamCopyResult> {
+    this.#writable();
+    if (expected !== undefined) {
+      const want = Object.entries(expected);
+      const missing = want.filter(([name, bytes]) => this.#sizes.get(name) !== bytes).map(([name]) => name);
+      const extra = [...this.#sizes.keys()].filter((name) => !Object.hasOwn(expected, name));
+      if (missing.length > 0 || extra.length > 0) {
+        throw new StateConflictError(`stream upload incomplete [event:${this.eventId} stream:${this.streamId}] missing or short: ${missing.slice(0, 5).join(', ') || '-'}; unexpected: ${extra.slice(0, 5).join(', ') || '-'}`);
+      }
+    }
+    this.#state = 'committing';
+    try {
+      return await this.storage.commitStaged(this.eventId, this.streamId, this.dir);
+    } finally {
+      this.#state = 'done';
+    }
+  }
+
+  /** Drops whatever was received; idempotent, and a no-op after commit. */
+  async abort(): Promise<void> {
+    if (this.#state === 'committing') return;
+    this.#state = 'done';
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+
+  #writable(): void {
+    if (this.#state !== 'open') throw new StateConflictError(`stream upload already ${this.#state === 'done' ? 'finished' : 'committing'} [event:${this.eventId} stream:${this.streamId}]`);
+    if (this.#broken) throw new StateConflictError(`stream upload failed earlier [event:${this.eventId} stream:${this.streamId}] ${this.#broken.message}`);
   }
 }

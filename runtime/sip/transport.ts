@@ -47,15 +47,27 @@ export class UdpTransport extends EventEmitter<UdpTransportEvents> {
   /** Send one datagram; errors are logged, not thrown (UDP is best effort). */
   send(buf: Buffer, to: Endpoint): void {
     if (this.#closed) return;
+    this.#pending++;
     this.#socket.send(buf, to.port, to.address, (err) => {
       if (err) this.#log?.warn(`SIP send failed [to:${to.address}:${to.port} bytes:${buf.length} ${err.message}]`);
+      if (--this.#pending === 0) this.#flushed?.();
     });
   }
 
-  /** Close the socket; idempotent. */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  /** Datagrams handed to send() and not yet out. */
+  #pending = 0;
+  #flushed?: () => void;
+
+  /** Close the socket once datagrams already sent are out (a last ACK or BYE is not lost); idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    return new Promise((resolve) => this.#socket.close(() => resolve()));
+    if (this.#pending > 0) {
+      await new Promise<void>((resolve) => {
+        this.#flushed = resolve;
+        setTimeout(resolve, 200).unref();
+      });
+    }
+    await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
   }
 }

@@ -47,7 +47,8 @@ const codeFor = (streamId: string, expiresAtS = NOW + 60): string => signAuthCod
 /** What the fake actors answer; each spec sets what it needs. */
 interface World {
   alive: Set<string>;
-  isAliveCalls: string[];
+  /** Every monitoring lookup (activeStreams by event, isAlive by stream). */
+  lookups: string[];
   view: EventView | 'hang' | 'missing';
   info: EventInfo;
   storedFiles: Map<string, Buffer>;
@@ -72,7 +73,7 @@ function baseInfo(): EventInfo {
 function freshWorld(): World {
   return {
     alive: new Set([STREAM_A, STREAM_B]),
-    isAliveCalls: [],
+    lookups: [],
     view: { ...baseInfo(), streams: [], callers: 0 },
     info: baseInfo(),
     storedFiles: new Map(),
@@ -85,6 +86,7 @@ function fakes(world: () => World, withEvent: boolean): ServiceSchema[] {
     actions: {
       activeStreams(ctx): StreamDataset[] {
         const { eventId } = ctx.params as { eventId?: string };
+        world().lookups.push(eventId ?? '*');
         return [...world().alive]
           .filter((id) => !eventId || id.startsWith(eventId))
           .map((streamId, i) => ({
@@ -101,7 +103,7 @@ function fakes(world: () => World, withEvent: boolean): ServiceSchema[] {
       },
       isAlive(ctx): boolean {
         const { streamId } = ctx.params as { streamId: string };
-        world().isAliveCalls.push(streamId);
+        world().lookups.push(streamId);
         return world().alive.has(streamId);
       },
     },
@@ -268,7 +270,7 @@ describe('attendee-access', () => {
       for (const a of codes) {
         await assert.rejects(rig.broker.call('attendee-access.liveFile', { streamId: STREAM_A, file: 'seg00000.ts', a }), forbidden, String(a));
       }
-      assert.deepEqual(world.isAliveCalls, [], 'no code check may fall through to monitoring');
+      assert.deepEqual(world.lookups, [], 'no code check may fall through to monitoring');
     });
 
     it('liveFile() answers 403 for a code of another event on a stream of that event', async () => {
@@ -312,7 +314,7 @@ describe('attendee-access', () => {
         );
         assert.ok(err.code === 404 || err.code === 400, `${JSON.stringify(p)} → ${err.code}`);
       }
-      assert.deepEqual(world.isAliveCalls, [], 'rejected before any lookup or file access');
+      assert.deepEqual(world.lookups, [], 'rejected before any lookup or file access');
     });
   });
 

@@ -1,11 +1,11 @@
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServiceBroker } from 'moleculer';
 import { createContentStorageService } from '../../actors/content-storage.service.ts';
 import { createBroker } from '../../runtime/broker.ts';
-import type { EventInfo } from '../../runtime/contracts.ts';
+import type { BeginStreamResult, EventInfo } from '../../runtime/contracts.ts';
 import { NotFoundError, ValidationFailedError } from '../../runtime/errors.ts';
 import { testConfig } from '../support/config.ts';
 import { EVENT_ID, STREAM_ID, sampleInfo, writeLiveDir } from '../support/event-plane.ts';
@@ -85,6 +85,30 @@ describe('content-storage actor', () => {
     const { config, broker } = await start();
     const dir = writeLiveDir(config, STREAM_ID, [2]);
     await assert.rejects(broker.call('content-storage.putStream', { eventId: '12345682', streamId: STREAM_ID, dir }), ValidationFailedError);
+  });
+
+  it('beginStream() answers this node as the upload target, and stop() drops an upload in progress with its staging directory', async () => {
+    const { config, broker } = await start({ storageCenters: 'dc1,dc2' });
+    const begin = await broker.call<BeginStreamResult, object>('content-storage.beginStream', { eventId: EVENT_ID, streamId: STREAM_ID });
+    assert.equal(begin.nodeId, broker.nodeID);
+    assert.match(begin.uploadId, /^[0-9a-f]{32}$/);
+    await broker.call('content-storage.putStreamFile', { uploadId: begin.uploadId, file: 'seg00000.ts', offset: 0, data: Buffer.alloc(188).toString('base64') });
+    const staging = (c: string) => join(config.dataDir, 'storage', c, '.staging');
+    for (const c of ['dc1', 'dc2']) assert.equal(readdirSync(staging(c)).length, 1, `staged in ${c}`);
+    await broker.stop();
+    brokers.pop();
+    for (const c of ['dc1', 'dc2']) assert.deepEqual(readdirSync(staging(c)), [], `nothing left in ${c}`);
+  });
+
+  it('commitStream() stores the upload in every center at once', async () => {
+    const { config, broker } = await start({ storageCenters: 'dc1,dc2' });
+    const begin = await broker.call<BeginStreamResult, object>('content-storage.beginStream', { eventId: EVENT_ID, streamId: STREAM_ID });
+    const seg = Buffer.alloc(376, 0x47);
+    await broker.call('content-storage.putStreamFile', { uploadId: begin.uploadId, file: 'seg00000.ts', offset: 0, data: seg.subarray(0, 188).toString('base64') });
+    await broker.call('content-storage.putStreamFile', { uploadId: begin.uploadId, file: 'seg00000.ts', offset: 188, data: seg.subarray(188).toString('base64') });
+    const r = await broker.call<{ files: number; bytes: number }, object>('content-storage.commitStream', { uploadId: begin.uploadId, files: { 'seg00000.ts': 376 } });
+    assert.deepEqual(r, { files: 1, bytes: 376 });
+    for (const c of ['dc1', 'dc2']) assert.deepEqual(readFileSync(join(config.dataDir, 'storage', c, EVENT_ID, 'streams', STREAM_ID, 'seg00000.ts')), seg, c);
   });
 
   for (const file of ['../../event-info.xml', 'event-info.xml', '..', 'index.m3u8\u0000.ts', 'x/../index.m3u8']) {

@@ -190,6 +190,28 @@ describe('event actor', () => {
     assert.deepEqual([...new Set(reporting.enqueued.map((i) => i.status))], ['reserved', 'live', 'ended', 'archiving', 'archived']);
   });
 
+  it('a stream whose node left the cluster never reports its stop: the event settles at once without it, not at the 30 s cap', async () => {
+    const { broker } = await plane();
+    await register(broker);
+    await broker.call('event.join', { eventId: EVENT_ID, nodeId: 'spec-node', channelId: 'ch-1', port: 10002 });
+    // One stream from this node (alive: waited for) and one from a node that is not in the cluster (lost).
+    const lostId = '12345674-gone-node-10004-lq0abd';
+    await broker.broadcast(EVENTS.streamDataset, dataset(STREAM_ID));
+    await broker.broadcast(EVENTS.streamDataset, dataset(lostId, { nodeId: 'gone-node', port: 10004 }));
+    await waitFor('both streams in view', async () => ((await get(broker)).streams.length === 2 ? true : undefined));
+    await broker.call('event.end', { eventId: EVENT_ID, reason: 'api' });
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await get(broker)).status, 'ended', 'still waiting for the stream of a node that is alive');
+    const stoppedAt = Date.now();
+    await broker.broadcast(EVENTS.streamStopped, stopRecord(STREAM_ID, { stored: false }));
+    const v = await waitFor('the event past ended', async () => {
+      const x = await get(broker);
+      return x.status !== 'ended' ? x : undefined;
+    }, 5000);
+    assert.ok(['archiving', 'archived', 'archive-error'].includes(v.status), v.status);
+    assert.ok(Date.now() - stoppedAt < 3000, `settled ${Date.now() - stoppedAt} ms after the live node's stop, without waiting for the lost stream`);
+  });
+
   it('archived event survives a restart: a new broker on the same data dir returns it with its archive', async () => {
     const first = await plane();
     await register(first.broker);

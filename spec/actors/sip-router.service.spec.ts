@@ -123,7 +123,8 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
   }
 
   before(async () => {
-    const common = { natsUrl: NATS, namespace, apiKeys: API_KEY, logLevel: (process.env.SPEC_LOG_LEVEL ?? 'warn') as 'warn' } as const;
+    // No health tests here: their synthetic call would take one of vs-dc1's four ports, and the suspend test counts them.
+    const common = { natsUrl: NATS, namespace, apiKeys: API_KEY, logLevel: (process.env.SPEC_LOG_LEVEL ?? 'warn') as 'warn', healthTestIntervalS: '0' } as const;
     const vs1 = testConfig({ ...common, nodeId: 'vs-dc1', dataCenter: 'dc1', roles: VOICE_ROLES, httpPort: '41081', sipPort: '41071', rtpPorts: '42000-42007', encoderPorts: '43000-43049', portSuspendBelow: '2', portResumeAt: '4', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
     const vs2 = testConfig({ ...common, nodeId: 'vs-dc2', dataCenter: 'dc2', roles: VOICE_ROLES, httpPort: '41082', sipPort: '41072', rtpPorts: '42100-42149', encoderPorts: '43100-43149', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
     const front = testConfig({ ...common, nodeId: 'front-dc1', dataCenter: 'dc1', roles: ROUTER_ROLES, httpPort: String(HTTP), sipPort: String(ROUTER_SIP), rtpPorts: '42200-42249', encoderPorts: '43200-43249', archiveTimeoutS: '2' });

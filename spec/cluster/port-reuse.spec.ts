@@ -39,7 +39,8 @@ describe('port reuse timeout across calls on one voice server (cluster)', { time
       name: 'port-reuse',
       slot: SLOT,
       // Suspend off: this spec is about reuse alone (port availability suspend has its own spec).
-      env: { JITCAST_PORT_REUSE_TIMEOUT_S: String(REUSE_S), JITCAST_AUTH_CODE_TIMEOUT_S: String(REUSE_S), JITCAST_PORT_SUSPEND_BELOW: '0' },
+      // No health tests: their synthetic call would take one of B's two ports for a moment, and this spec counts them.
+      env: { JITCAST_PORT_REUSE_TIMEOUT_S: String(REUSE_S), JITCAST_AUTH_CODE_TIMEOUT_S: String(REUSE_S), JITCAST_PORT_SUSPEND_BELOW: '0', JITCAST_HEALTH_TEST_INTERVAL_S: '0' },
       nodes: [
         { id: 'node-a', roles: ['gateway', 'reservation', 'event', 'monitoring', 'content-storage', 'archive-coordinator', 'attendee-access'] },
         // Two even RTP ports: B_RTP_MIN and B_RTP_MIN + 2.

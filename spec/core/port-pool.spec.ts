@@ -44,4 +44,50 @@ describe('PortPool', () => {
     assert.equal(p.acquire(10), undefined);
     assert.equal(p.acquire(50), 10000);
   });
+
+  test('releaseUnused() makes the port available at once, without the reuse rest', () => {
+    const p = new PortPool(10000, 10001, 120_000);
+    assert.equal(p.acquire(0), 10000);
+    p.releaseUnused(10000);
+    assert.equal(p.busy, 0);
+    assert.equal(p.resting, 0);
+    assert.equal(p.available(0), 1);
+    assert.equal(p.acquire(0), 10000);
+  });
+
+  test('releaseUnused() puts the port at the back of the free list', () => {
+    const p = new PortPool(10000, 10005, 120_000);
+    assert.equal(p.acquire(0), 10000);
+    p.releaseUnused(10000);
+    assert.equal(p.acquire(0), 10002);
+    assert.equal(p.acquire(0), 10004);
+    assert.equal(p.acquire(0), 10000);
+    assert.equal(p.acquire(0), undefined);
+  });
+
+  test('releaseUnused() of a port that is not busy changes nothing', () => {
+    const p = new PortPool(10000, 10003, 50);
+    p.releaseUnused(10000);
+    p.releaseUnused(10001);
+    p.releaseUnused(20000);
+    assert.equal(p.capacity, 2);
+    assert.equal(p.available(0), 2);
+    // A resting port stays resting: releaseUnused() does not short-cut its rest.
+    const port = p.acquire(0)!;
+    p.release(port, 0);
+    p.releaseUnused(port);
+    assert.equal(p.resting, 1);
+    assert.equal(p.available(0), 1);
+    assert.equal(p.capacity, 2);
+    assert.deepEqual([p.acquire(0), p.acquire(0)], [10002, undefined]);
+  });
+
+  test('releaseUnused() twice frees the port once (no duplicate in the free list)', () => {
+    const p = new PortPool(10000, 10003, 50);
+    const port = p.acquire(0)!;
+    p.releaseUnused(port);
+    p.releaseUnused(port);
+    assert.equal(p.capacity, 2);
+    assert.equal(p.available(0), 2);
+  });
 });

@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ContentStorage } from '../../runtime/storage.ts';
-import { NotFoundError, ValidationFailedError } from '../../runtime/errors.ts';
+import { ContentStorage, MAX_STREAM_FILE_BYTES, STAGING_DIR } from '../../runtime/storage.ts';
+import { NotFoundError, PayloadTooLargeError, StateConflictError, ValidationFailedError } from '../../runtime/errors.ts';
 import { EVENT_ID, STREAM_ID, playlist } from '../support/event-plane.ts';
 
 function fresh(): { storage: ContentStorage; root: string; src: string } {
@@ -127,6 +127,96 @@ describe('ContentStorage', () => {
   it('copyStream() of a stream of another event is refused with ValidationFailedError', async () => {
     const { storage, src } = fresh();
     await assert.rejects(storage.copyStream('12345682', STREAM_ID, src), ValidationFailedError);
+  });
+
+  it('stageStream(): nothing is listed or readable until commit(), then every file at once, and no staging is left', async () => {
+    const { storage, root } = fresh();
+    const stage = await storage.stageStream(EVENT_ID, STREAM_ID);
+    const seg = Buffer.alloc(188 * 3, 0x47);
+    await stage.append('seg00000.ts', 0, seg.subarray(0, 188));
+    await stage.append('seg00000.ts', 188, seg.subarray(188));
+    await stage.append('index.m3u8', 0, Buffer.from(playlist([2])));
+    assert.deepEqual(await storage.listStreams(EVENT_ID), []);
+    await assert.rejects(storage.readFile(EVENT_ID, STREAM_ID, 'index.m3u8'), NotFoundError);
+    assert.deepEqual(stage.files(), { 'seg00000.ts': 188 * 3, 'index.m3u8': playlist([2]).length });
+    const r = await stage.commit({ 'seg00000.ts': 188 * 3, 'index.m3u8': playlist([2]).length });
+    assert.deepEqual(r, { files: 2, bytes: 188 * 3 + playlist([2]).length, copied: 2 });
+    assert.deepEqual(await storage.readFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), seg);
+    assert.deepEqual(await storage.listStreams(EVENT_ID), [{ streamId: STREAM_ID, files: ['index.m3u8', 'seg00000.ts'] }]);
+    assert.deepEqual(readdirSync(join(root, STAGING_DIR)), []);
+    await assert.rejects(stage.append('seg00001.ts', 0, seg), StateConflictError, 'a committed upload takes no more files');
+  });
+
+  it('StagedStream.commit() with a file missing or short is refused with StateConflictError and stores nothing', async () => {
+    const { storage } = fresh();
+    const stage = await storage.stageStream(EVENT_ID, STREAM_ID);
+    await stage.append('seg00000.ts', 0, Buffer.alloc(188));
+    await assert.rejects(stage.commit({ 'seg00000.ts': 188, 'index.m3u8': 100 }), StateConflictError);
+    await assert.rejects(stage.commit({ 'seg00000.ts': 376 }), StateConflictError);
+    await assert.rejects(stage.commit({}), StateConflictError, 'a file the sender did not list');
+    await stage.abort();
+    assert.deepEqual(await storage.listStreams(EVENT_ID), []);
+    assert.equal(existsSync(stage.dir), false);
+  });
+
+  for (const [file, offset, why] of [
+    ['../event-info.xml', 0, 'a traversing name'],
+    ['event-info.xml', 0, 'a name outside the whitelist'],
+    ['.ffmpeg.m3u8', 0, 'a hidden name'],
+    ['seg00000.ts', 5, 'a chunk past the bytes received'],
+    ['seg00000.ts', -1, 'a negative offset'],
+    ['seg00000.ts', 0.5, 'a fractional offset'],
+  ] as const) {
+    it(`StagedStream.append() of ${why} is refused with ValidationFailedError`, async () => {
+      const stage = await fresh().storage.stageStream(EVENT_ID, STREAM_ID);
+      await assert.rejects(stage.append(file, offset, Buffer.alloc(10)), ValidationFailedError);
+      assert.deepEqual(readdirSync(stage.dir), []);
+    });
+  }
+
+  it('StagedStream.append() past MAX_STREAM_FILE_BYTES is refused with PayloadTooLargeError before writing', async () => {
+    const stage = await fresh().storage.stageStream(EVENT_ID, STREAM_ID);
+    await assert.rejects(stage.append('seg00000.ts', 0, Buffer.alloc(MAX_STREAM_FILE_BYTES + 1)), PayloadTooLargeError);
+    assert.deepEqual(readdirSync(stage.dir), []);
+  });
+
+  it('stageStream() of a stream of another event is refused with ValidationFailedError', async () => {
+    await assert.rejects(fresh().storage.stageStream('12345682', STREAM_ID), ValidationFailedError);
+  });
+
+  it('commitStaged() of a directory outside the staging area is refused with ValidationFailedError', async () => {
+    const { storage, src } = fresh();
+    await assert.rejects(storage.commitStaged(EVENT_ID, STREAM_ID, src), ValidationFailedError);
+  });
+
+  it('a second commit of a stored stream merges: new segments added, a stored segment and a finished playlist kept', async () => {
+    const { storage } = fresh();
+    const first = await storage.stageStream(EVENT_ID, STREAM_ID);
+    await first.append('seg00000.ts', 0, Buffer.alloc(188, 1));
+    await first.append('index.m3u8', 0, Buffer.from(playlist([2])));
+    await first.commit();
+    const second = await storage.stageStream(EVENT_ID, STREAM_ID);
+    await second.append('seg00000.ts', 0, Buffer.alloc(188, 9));
+    await second.append('seg00001.ts', 0, Buffer.alloc(188, 2));
+    await second.append('index.m3u8', 0, Buffer.from(playlist([2, 2])));
+    const r = await second.commit();
+    assert.equal(r.copied, 1);
+    assert.deepEqual(await storage.readFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), Buffer.alloc(188, 1));
+    assert.deepEqual(await storage.readFile(EVENT_ID, STREAM_ID, 'seg00001.ts'), Buffer.alloc(188, 2));
+    assert.equal((await storage.readFile(EVENT_ID, STREAM_ID, 'index.m3u8')).toString(), playlist([2]));
+    assert.equal(existsSync(second.dir), false);
+  });
+
+  it('sweepStaging() removes staging directories older than the limit and keeps fresh ones', async () => {
+    const { storage } = fresh();
+    const old = await storage.stageStream(EVENT_ID, STREAM_ID);
+    const young = await storage.stageStream(EVENT_ID, STREAM_ID);
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(old.dir, hourAgo, hourAgo);
+    assert.equal(await storage.sweepStaging(60_000), 1);
+    assert.equal(existsSync(old.dir), false);
+    assert.equal(existsSync(young.dir), true);
+    assert.equal(await fresh().storage.sweepStaging(0), 0, 'no staging directory yet');
   });
 
   it('remove() deletes the event directory and tolerates a missing one', async () => {

@@ -13,9 +13,13 @@
  *   commands of the env doc (machines/node-svc.md), then wait until it accepts connections.
  *
  * Storage: there is no shared-storage setting (no `JITCAST_STORAGE_DIR`); content storage lives in
- * `<dataDir>/storage/<center>/` and live HLS in `<dataDir>/live/`, per node. With `shareFiles`
- * the harness makes `<dataDir>/storage` and `<dataDir>/live` of every node symlinks into one
- * shared directory, standing in for a shared mount; by default nothing is shared.
+ * `<dataDir>/storage/<center>/` and live HLS in `<dataDir>/live/`, per node, as on separate
+ * machines. Files cross nodes over NATS (issue 3): attendee access fetches a live stream's files
+ * from the encoder's node (`encoder-port.liveFile`), and an encoder on a node without content
+ * storage sends each finished stream to a storage node (runtime/stream-upload.ts); so by default
+ * nothing is shared, and front-door.spec.ts runs that way. `shareFiles` makes `<dataDir>/storage`
+ * and `<dataDir>/live` of every node symlinks into one shared directory (a shared mount), for
+ * specs that put content storage on several nodes: copying between storage centers is issue 4.
  *
  * Ports (the cluster specs' block, 45000-47999): each cluster takes a `slot` (0-5); node i (0-2)
  * of slot s gets HTTP 45080+3s+i, SIP 45060+3s+i, RTP 46000+50(3s+i)…+49, encoders
@@ -96,7 +100,10 @@ export interface ClusterOptions {
   postgres?: boolean;
   /** Pass `--redis-url` to every node. Default true. */
   redis?: boolean;
-  /** Symlink every node's `storage/` and `live/` into one shared directory (see the header). Default false. */
+  /**
+   * Symlink every node's `storage/` and `live/` into one shared directory (see the header). Default
+   * false: live files and stored streams cross nodes over NATS; only several storage centers need it.
+   */
   shareFiles?: boolean;
   /** Longest wait for all nodes to be up and seen, ms. Default 90 000. */
   startTimeoutMs?: number;
