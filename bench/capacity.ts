@@ -137,7 +137,7 @@ export async function capacityRun(o: BenchOptions, n: number, ffmpeg: FfmpegChoi
   const t0 = performance.now();
   const run: CapacityRun = { n, ffmpeg, held: false, reasons: [], problems: { count: 0, sample: [] }, timing: { seconds: 0 } };
   run.before = await waitQuiet(25, o.quick ? 10 : 45, o.log);
-  const node = await startBenchNode({ env: { JITCAST_FFMPEG_PATH: ffmpeg.path } });
+  const node = await startBenchNode({ env: { JITCAST_FFMPEG_PATH: ffmpeg.path, JITCAST_SUPERVISE: '0' /* node.pid is the node itself: its tree is what is measured */ } });
   let sippPid: number | undefined;
   try {
     // Events first (the node's DB is warm: startBenchNode reserved one already), then the idle node.

@@ -13,12 +13,13 @@
  */
 import { parseArgs } from 'node:util';
 import { ALL_ROLES, keyOfFlag, loadConfig, type ConfigOverrides, type JitcastConfig } from '../cluster.config.ts';
-import { JitcastError } from '../runtime/errors.ts';
+import { ConfigError, JitcastError } from '../runtime/errors.ts';
+import { EX_CONFIG, EX_USAGE, tellSupervisor, underSupervisor } from '../runtime/node-supervisor.ts';
 
 const CONFIG_FLAGS = [
   'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'http-host', 'http-port', 'public-url',
   'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
-  'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
+  'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'health-test-interval-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
   'log-level',
 ];
 
@@ -38,6 +39,11 @@ Usage:
 Flags (each also read from JITCAST_<FLAG>, e.g. JITCAST_HTTP_PORT):
   ${CONFIG_FLAGS.map((f) => `--${f}`).join(' ')}
 
+Supervision: start and node run the node as a child of a small supervisor that restarts it when
+it dies (back-off 1 s, 2 s, 4 s … 30 s, reset after 60 s up); a configuration error (exit 78) is
+not retried. --supervise false (JITCAST_SUPERVISE=0) runs the node in this process instead, for
+an init system (systemd) that restarts it itself.
+
 Client commands talk to the node's HTTP API at --url (default: the configured public URL)
 with the API key from JITCAST_API_KEYS or <data-dir>/api-key.`;
 
@@ -50,6 +56,9 @@ function parse(argv: string[]) {
     'starts-at': { type: 'string' },
     'archive-days': { type: 'string' },
     password: { type: 'string' },
+    // Read by runtime/node-supervisor.ts before this file loads; accepted here so the worker parses its argv.
+    // (That reader takes every flag but json/help to carry a value: a new boolean flag goes into its VALUELESS too.)
+    supervise: { type: 'string' },
   };
   for (const f of CONFIG_FLAGS) options[f] = { type: 'string' };
   return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -76,7 +85,28 @@ function sipLine(config: JitcastConfig): string {
 
 async function runNode(config: JitcastConfig, banner: boolean): Promise<void> {
   const { startNode } = await import('../runtime/node.ts');
-  const node = await startNode(config);
+  const supervised = underSupervisor();
+  const starting = startNode(config);
+  let stopping = false;
+  // One stop, however often asked: a terminal's Ctrl-C reaches the whole process group, so a
+  // supervised worker hears SIGINT from the terminal and again from its supervisor.
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    if (supervised) tellSupervisor({ type: 'stopping', reason: why });
+    process.stdout.write(`\n  ${why}: stopping node ${config.nodeId}…\n`);
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    // A stop during start-up lets the start finish, then stops what it started.
+    await starting.then((node) => node.stop(), () => undefined);
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  // A worker whose supervisor is gone (SIGKILLed) must not run on unsupervised.
+  if (supervised) process.once('disconnect', () => void stop('supervisor gone'));
+  await starting;
+  if (stopping) return;
   if (banner) {
     const roles = config.roles.length === ALL_ROLES.length ? 'all roles' : config.roles.join(', ');
     const lines = [
@@ -93,15 +123,7 @@ async function runNode(config: JitcastConfig, banner: boolean): Promise<void> {
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }
-  const stop = async (sig: string) => {
-    process.stdout.write(`\n  ${sig}: stopping node ${config.nodeId}…\n`);
-    const force = setTimeout(() => process.exit(1), 15_000);
-    force.unref();
-    await node.stop();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  if (supervised) tellSupervisor({ type: 'ready', nodeId: config.nodeId, pid: process.pid });
 }
 
 async function api(config: JitcastConfig, url: string | undefined, method: string, path: string, body?: unknown): Promise<any> {
@@ -180,6 +202,22 @@ export function renderStatus(s: any): string {
   );
   out += '\nLive streams\n';
   out += table(s.streams ?? [], ['eventId', 'streamId', 'nodeId', 'dataCenter', 'port', 'startedAt', 'lastSeenAt']);
+  const h = s.pools;
+  if (h) {
+    out += `\nPools (health tests every ${h.intervalS} s${h.tester ? ` by ${h.tester}` : ''}${h.intervalS === 0 ? ': off' : ''})\n`;
+    out += table(
+      (h.assets ?? []).map((a: any) => ({
+        pool: a.asset,
+        node: a.nodeId,
+        member: a.healthy ? 'yes' : 'EVICTED',
+        since: a.since,
+        'last test': `${a.lastOutcome} ${a.lastMs} ms at ${a.lastTestAt}`,
+        'pass/fail': `${a.passes}/${a.failures}`,
+        reason: a.reason ?? '',
+      })),
+      ['pool', 'node', 'member', 'since', 'last test', 'pass/fail', 'reason'],
+    );
+  }
   return out;
 }
 
@@ -261,6 +299,9 @@ main().catch((err: Error) => {
   const code = err instanceof JitcastError ? ` [${err.type}]` : '';
   process.stderr.write(`jitcast: ${err.message}${code}\n`);
   if (process.env.JITCAST_LOG_LEVEL === 'debug') process.stderr.write(`${err.stack}\n`);
+  // Distinct codes, so a node supervisor does not restart what cannot start (runtime/node-supervisor.ts).
+  if (err instanceof ConfigError) process.exit(EX_CONFIG);
+  if (String((err as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS')) process.exit(EX_USAGE);
   process.exit(1);
 });
 

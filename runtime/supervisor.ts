@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { backoffDelayMs } from '../core/backoff.ts';
 import { ProcessStartError } from './errors.ts';
 
 /** How a process ended. `stderrTail` holds its last stderr lines (at most STDERR_TAIL_LINES). */
@@ -245,7 +246,7 @@ export class ProcessSupervisor<T extends Supervisable> extends EventEmitter<Supe
 
   /** The delay before restart attempt `n` (1-based): initial × 2^(n-1), capped. */
   delayFor(n: number): number {
-    return Math.min(this.#opts.initialDelayMs * 2 ** Math.max(0, n - 1), this.#opts.maxDelayMs);
+    return backoffDelayMs(n, this.#opts);
   }
 
   /** Starts the first instance; rejects with ProcessStartError when it fails to start. */
