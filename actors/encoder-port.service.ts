@@ -6,7 +6,7 @@
  * as its own record and a new stream (new ID, new directory) starts on the SAME port, since the
  * voice server keeps sending there unchanged. On stop the raw recording goes to content storage.
  */
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import type { RemoteInfo, Socket } from 'node:dgram';
 import { join } from 'node:path';
 import type { Context, Logger, ServiceBroker, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
@@ -21,6 +21,7 @@ import { NoCapacityError, ValidationFailedError, type FieldErrors } from '../run
 import { ProcessSupervisor } from '../runtime/supervisor.ts';
 import { serveLiveFile, type LiveFileParams } from '../runtime/live-files.ts';
 import { storeStream } from '../runtime/stream-upload.ts';
+import { bindUdp } from '../runtime/udp.ts';
 
 /** A stream is healthy while its last RTP packet is at most this old (ms). */
 export const RTP_FRESH_MS = 2000;
@@ -437,17 +438,6 @@ class EncoderPorts {
   }
 }
 
-function bindUdp(host: string, port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(port, host, () => {
-      s.off('error', reject);
-      s.on('error', () => {}); // ICMP errors on a receive-only socket are not worth a crash
-      resolve(s);
-    });
-  });
-}
 
 interface EncoderPortVars {
   encoders: EncoderPorts;

@@ -12,7 +12,7 @@
  * 503 with Retry-After, busy channels finish, then it reports drained) until `voice-server.resume`;
  * out of service while stopping.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
@@ -31,6 +31,7 @@ import { loadPrompts, type PromptAudio } from '../runtime/prompts.ts';
 import { SipUserAgent, type InboundCall } from '../runtime/sip/index.ts';
 import { HEALTH_USER } from '../runtime/sip/probe.ts';
 import { Channel, type ChannelView } from '../runtime/voice/channel.ts';
+import { bindUdp } from '../runtime/udp.ts';
 
 /** One event's conference on this voice server, and the stream it feeds. */
 interface Conference {
@@ -571,14 +572,3 @@ function isHealthCall(call: InboundCall): boolean {
   return call.fromUri.includes(`sip:${HEALTH_USER}@`);
 }
 
-function bindUdp(host: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, host, () => {
-      s.off('error', reject);
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
-}

@@ -5,13 +5,14 @@
  * passes when the encoder lists its first segment and the RTP really arrived. Its files are
  * removed afterwards; nothing of it reaches monitoring or storage.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { rm } from 'node:fs/promises';
 import { randomInt } from 'node:crypto';
 import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts';
 import { parseRtp, serializeRtp } from '../codecs/rtp.ts';
 import { sine } from '../codecs/tones.ts';
 import type { HlsEncoder } from './encoder.ts';
+import { bindUdp } from './udp.ts';
 
 /** Options of runEncoderSelfTest(). */
 export interface EncoderSelfTestOptions {
@@ -66,7 +67,7 @@ export async function runEncoderSelfTest(o: EncoderSelfTestOptions): Promise<Enc
     }
     const enc = encoder;
     o.socket.on('message', onPacket);
-    sender = await bindAny(o.host);
+    sender = await bindUdp(o.host);
     const ssrc = randomInt(1, 2 ** 32 - 1);
     let seq = randomInt(0, 65536);
     let ts = randomInt(0, 2 ** 32 - 1);
@@ -105,14 +106,3 @@ export async function runEncoderSelfTest(o: EncoderSelfTestOptions): Promise<Enc
   }
 }
 
-function bindAny(host: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, host, () => {
-      s.off('error', reject);
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
-}

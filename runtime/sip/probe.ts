@@ -11,13 +11,14 @@
  * keys an event ID, so the server frees its port at once (no port reuse rest: no auth code was
  * ever minted for it). Everything is torn down on every path.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { ULAW_SILENCE } from '../../codecs/g711.ts';
 import { serializeRtp, parseRtp } from '../../codecs/rtp.ts';
 import { parseSdp } from '../../codecs/sdp.ts';
 import { parseSip, serializeSip, SipHeaders, tagOf, type SipRequest, type SipResponse } from '../../codecs/sip.ts';
 import { UdpTransport } from './transport.ts';
+import { bindUdp } from '../udp.ts';
 
 /** The user part the probe dials and calls from; voice servers log such calls at debug level. */
 export const HEALTH_USER = 'jitcast-health';
@@ -74,17 +75,6 @@ function offer(host: string, rtpPort: number): string {
   ].join('\r\n');
 }
 
-function bindRtp(host: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, host, () => {
-      s.off('error', reject);
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
-}
 
 /** Places one synthetic call on a voice server; never throws. */
 export async function syntheticCall(o: SyntheticCallOptions): Promise<SyntheticCallResult> {
@@ -99,7 +89,7 @@ export async function syntheticCall(o: SyntheticCallOptions): Promise<SyntheticC
   const result: SyntheticCallResult = { outcome: 'fail', totalMs: 0, rtpSent: 0, rtpReceived: 0 };
   try {
     sip = await UdpTransport.open(o.localHost, 0);
-    rtp = await bindRtp(o.localHost);
+    rtp = await bindUdp(o.localHost);
     const local = sip.address;
     const to = { address: o.target.host, port: o.target.port };
     const callId = `${token(10)}@${HEALTH_USER}`;
