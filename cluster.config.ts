@@ -74,6 +74,12 @@ export interface JitcastConfig {
   heartbeatTimeoutS: number;
   /** After the last caller leaves, the event ends this many seconds later. Default 60. */
   archiveTimeoutS: number;
+  /**
+   * Archive leader election: a coordinator not heard from for longer than this is dropped and the
+   * next by IP address (then node ID) leads, in seconds. Default 20, the seed's figure: long enough
+   * that a busy node missing a few 1 s heartbeats does not flip the leader.
+   */
+  archiveSilenceLimitS: number;
   /** Lifetime of a stream auth code in seconds. Default 120. */
   authCodeTimeoutS: number;
   /** A freed port is not handed out again for this long, in seconds (≥ authCodeTimeoutS). Default 120. */
@@ -91,6 +97,8 @@ export interface JitcastConfig {
    * again. 0 turns the tests off. Default 30.
    */
   healthTestIntervalS: number;
+  /** Seconds between content storage's retention sweeps (archives past their archiveDays are removed from every center). `0` turns the sweep off. Default 3600. */
+  retentionSweepS: number;
   /** A caller that sends no RTP this long is released, in seconds. Default 30. */
   rtpSilenceTimeoutS: number;
   /** Seconds the IVR waits for the next digit before it re-prompts. Default 10. */
@@ -117,8 +125,8 @@ export type ConfigOverrides = Partial<Record<keyof JitcastConfig, string>>;
 const KEYS: (keyof JitcastConfig)[] = [
   'nodeId', 'dataCenter', 'roles', 'namespace', 'natsUrl', 'redisUrl', 'dbUrl', 'httpHost', 'httpPort',
   'publicUrl', 'sipHost', 'sipPort', 'rtpPorts', 'encoderPorts', 'dataDir', 'storageCenters', 'apiKeys',
-  'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'authCodeTimeoutS', 'portReuseTimeoutS',
-  'portSuspendBelow', 'portResumeAt', 'healthTestIntervalS', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
+  'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'archiveSilenceLimitS', 'authCodeTimeoutS', 'portReuseTimeoutS',
+  'portSuspendBelow', 'portResumeAt', 'healthTestIntervalS', 'retentionSweepS', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
   'pinFailWindowS', 'logLevel',
 ];
 
@@ -164,11 +172,13 @@ export function defaults(): Omit<JitcastConfig, 'secret' | 'apiKeys' | 'publicUr
     heartbeatS: 1,
     heartbeatTimeoutS: 3,
     archiveTimeoutS: 60,
+    archiveSilenceLimitS: 20,
     authCodeTimeoutS: 120,
     portReuseTimeoutS: 120,
     portSuspendBelow: 2,
     portResumeAt: 4,
     healthTestIntervalS: 30,
+    retentionSweepS: 3600,
     rtpSilenceTimeoutS: 30,
     digitTimeoutS: 10,
     segmentS: 2,
@@ -199,9 +209,9 @@ function parseValue(key: keyof JitcastConfig, v: string): unknown {
     case 'rtpPorts':
     case 'encoderPorts':
       return parseRange(key, v);
-    case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS':
+    case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS': case 'archiveSilenceLimitS':
     case 'authCodeTimeoutS': case 'portReuseTimeoutS': case 'rtpSilenceTimeoutS': case 'digitTimeoutS':
-    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': {
+    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': case 'retentionSweepS': {
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`'${key}' must be a number, got '${v}'`);
       return n;
@@ -243,8 +253,11 @@ export function validate(c: JitcastConfig): JitcastConfig {
   if (!Number.isInteger(c.portResumeAt) || c.portResumeAt <= c.portSuspendBelow) {
     throw new ConfigError(`'portResumeAt' (${c.portResumeAt}) must be a whole number greater than 'portSuspendBelow' (${c.portSuspendBelow})`);
   }
+  if (!(c.retentionSweepS >= 0)) throw new ConfigError(`'retentionSweepS' must be 0 (off) or a number of seconds, got ${c.retentionSweepS}`);
   if (!(c.healthTestIntervalS >= 0)) throw new ConfigError(`'healthTestIntervalS' must be 0 (off) or a number of seconds, got ${c.healthTestIntervalS}`);
   if (c.heartbeatTimeoutS <= c.heartbeatS) throw new ConfigError(`'heartbeatTimeoutS' must be greater than 'heartbeatS'`);
+  // Coordinators announce once per heartbeat: a limit within one heartbeat would drop live peers between two announces.
+  if (!(c.archiveSilenceLimitS > c.heartbeatS)) throw new ConfigError(`'archiveSilenceLimitS' (${c.archiveSilenceLimitS}) must be greater than 'heartbeatS' (${c.heartbeatS})`);
   if (c.secret.length < 32) throw new ConfigError(`'secret' must be at least 32 characters`);
   if (c.apiKeys.length === 0) throw new ConfigError(`'apiKeys' must hold at least one key`);
   if (c.apiKeys.some((k) => k.length < 16)) throw new ConfigError(`'apiKeys' entries must be at least 16 characters`);

@@ -20,6 +20,10 @@ import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';
 import { addQueryToSegments, archivePlaylist, masterPlaylist, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, type MediaPlaylist } from '../codecs/hls.ts';
 import { errorPageCsp, playerPageCsp, renderErrorPage, renderPlayerPage } from '../web/player-page.ts';
 import { LIVE_FILE_RE, LiveFileCache, asBuffer, readLiveFile } from '../runtime/live-files.ts';
+import { storageOf } from '../runtime/storage-client.ts';
+
+/** Tolerance (s) on archive in/out points, which are EXTINF sums rounded to the millisecond. */
+const SLICE_EPSILON_S = 0.0005;
 
 /** Files of an archived stream an attendee may fetch: segments only (the playlist comes rebuilt via `archive`). */
 const ARCHIVE_FILE_RE = /^seg\d{5}\.ts$/;
@@ -207,7 +211,7 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       archive: {
         async handler(ctx: Ctx<TokenParams>): Promise<string> {
           const { e: eventId } = authorize(ctx);
-          const info = await ctx.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+          const info = await storageOf(this.broker).getEventInfo(eventId);
           if (!info.archive || info.archive.length === 0) {
             throw new NotFoundError(`event ${eventId} has no archive yet (status: ${info.status})`);
           }
@@ -216,12 +220,9 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
           const playlistOf = (streamId: string): Promise<MediaPlaylist> => {
             let p = playlists.get(streamId);
             if (!p) {
-              p = ctx
-                .call<Buffer | { type: 'Buffer'; data: number[] }, { eventId: string; streamId: string; file: string }>(
-                  'content-storage.readStreamFile',
-                  { eventId, streamId, file: 'index.m3u8' },
-                )
-                .then((b) => parseMediaPlaylist(asBuffer(b).toString('utf8')));
+              p = storageOf(this.broker)
+                .readStreamFile(eventId, streamId, 'index.m3u8')
+                .then((b) => parseMediaPlaylist(b.toString('utf8')));
               playlists.set(streamId, p);
             }
             return p;
@@ -231,7 +232,9 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
               if (!isValidStreamId(f.streamId) || eventIdOfStream(f.streamId) !== eventId) {
                 throw new NotFoundError(`archive of event ${eventId} names a foreign stream ${f.streamId}`);
               }
-              const segments = sliceSegments(await playlistOf(f.streamId), f.start, f.end);
+              // In/out points are segment boundaries rounded to the ms (core/archive-plan.ts); half a ms
+              // inside keeps float noise in the EXTINF sum from adding the neighbouring segment.
+              const segments = sliceSegments(await playlistOf(f.streamId), f.start + SLICE_EPSILON_S, f.end - SLICE_EPSILON_S);
               const a = code(eventId, f.streamId);
               return {
                 segments: segments.map((s) => ({ ...s, uri: `/a/${f.streamId}/${baseName(s.uri)}?a=${a}` })),
@@ -249,10 +252,7 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
         async handler(ctx: Ctx<FileParams>): Promise<Buffer> {
           const eventId = checkFile(ctx.params, ARCHIVE_FILE_RE);
           const { streamId, file } = ctx.params;
-          const data = await ctx.call<Buffer | { type: 'Buffer'; data: number[] }, { eventId: string; streamId: string; file: string }>(
-            'content-storage.readStreamFile',
-            { eventId, streamId, file },
-          );
+          const data = await storageOf(this.broker).readStreamFile(eventId, streamId, file);
           ctx.meta.$responseType = 'video/mp2t';
           ctx.meta.$responseHeaders = { 'Cache-Control': 'private, max-age=3600' };
           return asBuffer(data);

@@ -20,7 +20,7 @@ import { HlsEncoder } from '../runtime/encoder.ts';
 import { NoCapacityError, ValidationFailedError, type FieldErrors } from '../runtime/errors.ts';
 import { ProcessSupervisor } from '../runtime/supervisor.ts';
 import { serveLiveFile, type LiveFileParams } from '../runtime/live-files.ts';
-import { storeStream } from '../runtime/stream-upload.ts';
+import { storeStream, uploadProgress } from '../runtime/stream-upload.ts';
 import { bindUdp } from '../runtime/udp.ts';
 
 /** A stream is healthy while its last RTP packet is at most this old (ms). */
@@ -158,6 +158,11 @@ class EncoderPorts {
   readonly #byStream = new Map<string, Slot>();
   readonly #pool: PortPool;
   #heartbeat?: NodeJS.Timeout;
+  /** Uploads as they go (runtime/stream-upload.ts uploadProgress): one timer, one upload per stream at a time. */
+  #progress?: NodeJS.Timeout;
+  readonly #uploading = new Set<string>();
+  /** Streams whose last progress upload failed (warned once until one succeeds). */
+  readonly #uploadFailing = new Set<string>();
 
   constructor(
     private readonly config: JitcastConfig,
@@ -172,6 +177,7 @@ class EncoderPorts {
       this.#pushAll();
       this.#publishStatus();
     }, this.config.heartbeatS * 1000);
+    this.#progress = setInterval(() => this.#uploadAll(), Math.max(1, this.config.segmentS) * 1000);
     this.#publishStatus();
   }
 
@@ -358,6 +364,31 @@ class EncoderPorts {
     this.broker.broadcast(EVENTS.streamDataset, dataset).catch((err: Error) => this.logger.warn(`dataset push failed [${this.#ctx(slot, live)}] ${err.message}`));
   }
 
+  /** Sends each running stream's new segments and playlist to content storage, so a node that dies mid-call loses at most the last segment or two. */
+  #uploadAll(): void {
+    for (const slot of this.#slots.values()) {
+      const live = slot.live;
+      if (!live || slot.stopping || live.finishing || !playable(live) || this.#uploading.has(live.streamId)) continue;
+      const streamId = live.streamId;
+      this.#uploading.add(streamId);
+      uploadProgress(this.broker, this.broker.call.bind(this.broker) as Call, { eventId: slot.params.eventId, streamId, dir: live.dir })
+        .then(
+          (r) => {
+            if (this.#uploadFailing.delete(streamId)) this.logger.info(`stream upload as it goes resumed [${this.#ctx(slot, live)} storage:${r.nodeId ?? '-'}]`);
+          },
+          (err: Error) => {
+            if (this.#uploadFailing.has(streamId)) return;
+            this.#uploadFailing.add(streamId);
+            this.logger.warn(`stream upload as it goes failed, will retry [${this.#ctx(slot, live)}] ${err.message}`);
+          },
+        )
+        .finally(() => {
+          this.#uploading.delete(streamId);
+          if (live.finishing) this.#uploadFailing.delete(streamId); // the end-of-call commit takes over
+        });
+    }
+  }
+
   /** Ends one run: finish the files, hand them to content storage, announce the record. Once per run. */
   #finishStream(slot: Slot, live: LiveStream, call: Call): Promise<StreamRecord> {
     live.finishing ??= (async () => {
@@ -415,6 +446,7 @@ class EncoderPorts {
 
   async stopAll(call: Call): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#progress) clearInterval(this.#progress);
     await Promise.allSettled([...this.#slots.values()].map((s) => this.stop(s, call)));
   }
 

@@ -54,7 +54,9 @@ import {
   type StreamRecord,
 } from '../runtime/contracts.ts';
 import { openDb } from '../runtime/db.ts';
+import { storageOf } from '../runtime/storage-client.ts';
 import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError } from '../runtime/errors.ts';
+import { enqueueArchive } from '../runtime/archive-queue.ts';
 import { createRedis } from '../runtime/redis.ts';
 import { RedisEventStore, type LockResult, type SaveResult } from '../runtime/redis-event-store.ts';
 import { ReportingWriter, type ReportingSink } from '../runtime/reporting.ts';
@@ -503,7 +505,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   /** Writes event-info.xml; the error when content storage did not take it. */
   async function writeInfo(info: EventInfo): Promise<Error | undefined> {
     try {
-      await broker.call('content-storage.putEventInfo', { info });
+      await storageOf(broker).putEventInfo(info);
       return undefined;
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
@@ -662,6 +664,18 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       }
       locked = !!store;
       if (slot.state.info.status !== 'archiving') return;
+      if (config.redisUrl) {
+        // Cluster mode: a durable job whose ID is the event's (a second request is a no-op), run by
+        // the elected archive leader, which reports through event.archived / archiveFailed; it
+        // survives the leader's death (runtime/archive-queue.ts). Redis away: the direct call below.
+        try {
+          const job = await enqueueArchive({ url: config.redisUrl, namespace: config.namespace }, { eventId, requestedBy: broker.nodeID, requestedAt: at() });
+          logger.info(`archive requested [event:${eventId} job:${job.jobId} state:${job.state}]`);
+          return;
+        } catch (err) {
+          logger.warn(`archive queue unavailable, asking a coordinator directly [event:${eventId}] ${message(err)}`);
+        }
+      }
       await broker.waitForServices('archive-coordinator', BUILD_TIMEOUT_MS, 100);
       logger.info(`archive requested [event:${eventId}]`);
       const res = await broker.call<{ archive: ArchiveFragment[] }, { eventId: string }>('archive-coordinator.build', { eventId }, { timeout: BUILD_TIMEOUT_MS });
@@ -862,7 +876,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     } else {
       let info: EventInfo;
       try {
-        info = await broker.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+        info = await storageOf(broker).getEventInfo(eventId);
       } catch (err) {
         if ((err as { code?: number }).code === 404) return undefined;
         throw err;
@@ -934,7 +948,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   async function scanStorage(): Promise<void> {
     let ids: string[];
     try {
-      ids = await broker.call<string[]>('content-storage.listEventIds');
+      ids = await storageOf(broker).listEventIds();
     } catch (err) {
       logger.warn(`content storage not scanned for events [${message(err)}]`);
       return;
@@ -955,7 +969,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       if (s && !OPEN_STATUSES.has(s.state.info.status)) continue;
       if (!s) {
         try {
-          const info = await broker.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+          const info = await storageOf(broker).getEventInfo(eventId);
           if (!OPEN_STATUSES.has(info.status)) continue;
         } catch (err) {
           logger.warn(`event not recovered [event:${eventId}] ${message(err)}`);
@@ -1003,7 +1017,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       }
     }
     try {
-      for (const id of await broker.call<string[]>('content-storage.listEventIds')) ids.add(id);
+      for (const id of await storageOf(broker).listEventIds()) ids.add(id);
     } catch (err) {
       logger.warn(`content storage not listed [${message(err)}]`);
     }
@@ -1031,7 +1045,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     }
     for (let i = 0; i < unread.length; i += 16) {
       const infos = await Promise.all(
-        unread.slice(i, i + 16).map((eventId) => broker.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId }).catch(() => undefined)),
+        unread.slice(i, i + 16).map((eventId) => storageOf(broker).getEventInfo(eventId).catch(() => undefined)),
       );
       for (const info of infos) {
         if (!info) continue;
@@ -1243,12 +1257,12 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         this.logger.info(`events placed by event ID over the event nodes, live state in redis [node:${this.broker.nodeID}]`);
         return;
       }
-      const ids = await this.broker.call<string[]>('content-storage.listEventIds');
+      const ids = await storageOf(this.broker).listEventIds();
       const recovered: Array<[Slot, LifecycleEffect[]]> = [];
       for (const eventId of ids) {
         if (slots.has(eventId)) continue;
         try {
-          const info = await this.broker.call<EventInfo, { eventId: string }>('content-storage.getEventInfo', { eventId });
+          const info = await storageOf(this.broker).getEventInfo(eventId);
           const r = recover(info);
           const slot = newSlot(r.state);
           slots.set(eventId, slot);

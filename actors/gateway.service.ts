@@ -169,6 +169,7 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
           'PATCH /events/:eventId': 'reservation.update',
           'DELETE /events/:eventId': 'reservation.cancel',
           'POST /events/:eventId/end': 'reservation.end',
+          'POST /events/:eventId/archive/retry': 'reservation.retryArchive',
           'GET /cluster': 'gateway.cluster',
           'POST /cluster/voice-servers/:nodeId/drain': 'gateway.drainVoiceServer',
           'POST /cluster/voice-servers/:nodeId/resume': 'gateway.resumeVoiceServer',

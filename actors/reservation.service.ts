@@ -15,6 +15,7 @@ import { isValidEventId, makeEventId } from '../codecs/ids.ts';
 import { pinFor } from '../codecs/pin.ts';
 import { passwordProof, signToken } from '../codecs/token.ts';
 import type { EventInfo, EventView, ReserveParams } from '../runtime/contracts.ts';
+import { storageOf } from '../runtime/storage-client.ts';
 import { NoCapacityError, ValidationFailedError, type FieldErrors } from '../runtime/errors.ts';
 
 /** How far in the past `startsAt` may lie, for clocks that disagree a little. */
@@ -150,7 +151,7 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
     for (let attempt = 0; attempt < 10; attempt++) {
       const eventId = makeEventId(String(randomInt(0, 10_000_000)).padStart(7, '0'));
       try {
-        await ctx.call('content-storage.getEventInfo', { eventId });
+        await storageOf(ctx.broker).getEventInfo(eventId);
       } catch (err) {
         if (isNotFound(err)) return eventId;
         throw err;
@@ -188,7 +189,7 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
             status: 'reserved',
           };
           // Durable first: once event-info.xml is stored the reservation survives any node.
-          await ctx.call('content-storage.putEventInfo', { info });
+          await storageOf(this.broker).putEventInfo(info);
           const registered = (await ctx.call('event.register', { info })) as EventInfo;
           this.logger.info(`reserved [event:${eventId} key:${ctx.meta.apiKey ?? '-'}]`);
           return { ...registered, pin: pinFor(config.secret, eventId), streams: [], callers: 0 };
@@ -233,6 +234,14 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
         async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
           const eventId = requireEventId(ctx.params?.eventId);
           return (await ctx.call('event.end', { eventId, reason: 'api' })) as EventInfo;
+        },
+      },
+
+      /** Clears an event's archive error flag so the archive leader builds it again (409 unless archive-error). */
+      retryArchive: {
+        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+          const eventId = requireEventId(ctx.params?.eventId);
+          return (await ctx.call('event.retryArchive', { eventId })) as EventInfo;
         },
       },
     },

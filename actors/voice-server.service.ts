@@ -11,21 +11,30 @@
  * availability suspend, with hysteresis); maintenance after `voice-server.drain` (new INVITEs get
  * 503 with Retry-After, busy channels finish, then it reports drained) until `voice-server.resume`;
  * out of service while stopping.
+ *
+ * Bridged conferences (issue 4, core/bridge.ts): when callers of one event sit on several voice
+ * servers, each server's conference also carries the others' speakers. Every server announces its
+ * conferences and its bridge socket (`BRIDGE_ANNOUNCE_EVENT`), sends the mix of its own callers as
+ * PCMU RTP to each peer of the same event, and mixes each peer in as one remote member; so each
+ * server's stream, a redundant stream of the event, holds every speaker, and a listener whose
+ * stream dies with its node hears the same conference on the other.
  */
 import type { Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
-import { encodeUlaw } from '../codecs/g711.ts';
+import type { RemoteInfo } from 'node:dgram';
+import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts';
 import { pinMatches } from '../codecs/pin.ts';
-import { serializeRtp } from '../codecs/rtp.ts';
+import { isRtcp, parseRtp, serializeRtp } from '../codecs/rtp.ts';
+import { BridgeTable, shouldAnswer, type BridgeAnnounce, type BridgeChange } from '../core/bridge.ts';
 import { ConferenceMixer, FRAME_SAMPLES } from '../core/conference.ts';
 import { initialIvrState, stepIvr, type IvrEffect, type IvrInput, type IvrState, type VerifyFailure } from '../core/ivr.ts';
 import { PortPool } from '../core/port-pool.ts';
 import { FailureThrottle } from '../core/throttle.ts';
 import { admitsCalls, channelCounts, initialVoiceState, resumeThreshold, stepVoiceState, voiceServerState, type VoiceInput, type VoicePorts, type VoiceState } from '../core/voice-state.ts';
 import { EncoderPool } from '../core/encoder-pool.ts';
-import { EVENTS, type AssetHealth, type ChannelCounts, type EncoderStartResult, type EncoderStatus, type JoinResult, type VoiceServerState, type VoiceStatus } from '../runtime/contracts.ts';
+import { BRIDGE_ANNOUNCE_EVENT, EVENTS, type AssetHealth, type ChannelCounts, type EncoderStartResult, type EncoderStatus, type JoinResult, type VoiceServerState, type VoiceStatus } from '../runtime/contracts.ts';
 import { MediaClock } from '../runtime/media-clock.ts';
 import { loadPrompts, type PromptAudio } from '../runtime/prompts.ts';
 import { SipUserAgent, type InboundCall } from '../runtime/sip/index.ts';
@@ -48,6 +57,8 @@ interface Conference {
   ssrc: number;
   seq: number;
   ts: number;
+  /** RTP state of the bridge audio (this server's callers) sent to peer servers of the event. */
+  bridge: { ssrc: number; seq: number; ts: number };
 }
 
 interface CallState {
@@ -75,7 +86,9 @@ export interface VoiceServerStatus {
   /** Channels (ports) by state. */
   channelStates: ChannelCounts;
   channels: ChannelView[];
-  conferences: Array<{ eventId: string; port: number; members: number; streamId?: string }>;
+  conferences: Array<{ eventId: string; port: number; members: number; streamId?: string; bridgedWith: string[] }>;
+  /** Where this server receives bridge audio from peer servers. */
+  bridge?: { host: string; port: number };
   lateFrames: number;
 }
 
@@ -99,11 +112,17 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       this.statusSeq = 0;
       this.encoderPool = new EncoderPool({ timeoutMs: config.heartbeatTimeoutS * 1000 });
       this.voiceState = initialVoiceState(this.portCounts(), stateOpts);
+      this.bridge = new BridgeTable(config.nodeId);
+      this.frameCount = 0;
     },
 
     async started() {
       this.prompts = (await loadPrompts(config.dataDir, config.ffmpegPath, this.logger)) as PromptAudio;
       this.castSocket = await bindUdp(config.sipHost);
+      // Bridge audio from peer voice servers arrives here; it is also the socket bridge audio leaves
+      // from, so peers recognise the sender by the address announced.
+      this.bridgeSocket = await bindUdp(config.sipHost);
+      (this.bridgeSocket as Socket).on('message', (msg: Buffer, rinfo: RemoteInfo) => this.onBridgePacket(msg, rinfo));
       this.ua = await SipUserAgent.listen({ host: config.sipHost, port: config.sipPort, logger: this.logger, userAgent: 'jitcast' });
       this.ua.on('invite', (call: InboundCall) => this.onInvite(call).catch((err: Error) => this.logger.error(`call setup failed [call:${call.callId}]`, err)));
       this.ua.on('message-error', (info: { from: string; reason: string }) => this.logger.warn(`malformed SIP [from:${info.from}] ${info.reason}`));
@@ -130,6 +149,8 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       // Idempotent: a second stop must not throw on the closed socket.
       this.castSocket?.close();
       this.castSocket = undefined;
+      this.bridgeSocket?.close();
+      this.bridgeSocket = undefined;
     },
 
     events: {
@@ -151,6 +172,17 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       '$node.disconnected': {
         handler(this: any, ctx: Context<{ node: { id: string } }>) {
           (this.encoderPool as EncoderPool).remove(ctx.params.node.id);
+          this.applyBridge((this.bridge as BridgeTable).nodeGone(ctx.params.node.id));
+        },
+      },
+      [BRIDGE_ANNOUNCE_EVENT]: {
+        handler(this: any, ctx: Context<BridgeAnnounce>) {
+          const a = ctx.params;
+          if (typeof a?.nodeId !== 'string' || typeof a.host !== 'string' || typeof a.port !== 'number' || !Array.isArray(a.conferences)) return;
+          const changes = (this.bridge as BridgeTable).announce(a, Date.now());
+          this.applyBridge(changes);
+          // A peer new to one of our conferences learns of us at once instead of at our next heartbeat.
+          if (shouldAnswer(changes)) this.announceBridge();
         },
       },
       [EVENTS.eventEnded]: {
@@ -225,6 +257,51 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
 
       heartbeat(this: any) {
         if (!this.refreshPorts()) this.publishStatus();
+        this.announceBridge();
+      },
+
+      /** Broadcasts this server's conferences and bridge address (core/bridge.ts). */
+      announceBridge(this: any) {
+        const sock = this.bridgeSocket as Socket | undefined;
+        if (!sock) return;
+        const a: BridgeAnnounce = {
+          nodeId: config.nodeId,
+          host: config.sipHost,
+          port: sock.address().port,
+          conferences: [...(this.conferences as Map<string, Conference>).values()].map((c) => ({ eventId: c.eventId, ssrc: c.bridge.ssrc })),
+        };
+        Promise.resolve(this.broker.broadcast(BRIDGE_ANNOUNCE_EVENT, a)).catch((err: Error) => {
+          this.logger.debug(`bridge announce failed [node:${config.nodeId}] ${err.message}`);
+        });
+      },
+
+      /** Carries the bridge table's changes out on the mixers. */
+      applyBridge(this: any, changes: BridgeChange[]) {
+        for (const ch of changes) {
+          const conf = (this.conferences as Map<string, Conference>).get(ch.eventId);
+          if (ch.type === 'added') {
+            conf?.mixer.add(ch.memberId, { remote: true });
+            this.logger.info(`conference bridged [event:${ch.eventId} peer:${ch.peer.nodeId} at:${ch.peer.host}:${ch.peer.port}]`);
+          } else {
+            conf?.mixer.remove(ch.memberId);
+            this.logger.info(`bridge peer dropped [event:${ch.eventId} peer:${ch.nodeId} reason:${ch.reason}]`);
+          }
+        }
+      },
+
+      /** Bridge RTP from a peer server: its callers' audio, one remote member of our conference. */
+      onBridgePacket(this: any, msg: Buffer, rinfo: RemoteInfo) {
+        if (isRtcp(msg)) return;
+        let pkt;
+        try {
+          pkt = parseRtp(msg);
+        } catch {
+          return;
+        }
+        if (pkt.payloadType !== 0) return;
+        const src = (this.bridge as BridgeTable).rtp(rinfo.address, rinfo.port, pkt.ssrc, Date.now());
+        if (!src) return;
+        (this.conferences as Map<string, Conference>).get(src.eventId)?.mixer.push(src.memberId, decodeUlaw(pkt.payload));
       },
 
       /** The compact status routers route by. */
@@ -278,7 +355,9 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
             port: c.port,
             members: c.members.size,
             streamId: c.encoder?.streamId,
+            bridgedWith: (this.bridge as BridgeTable).targets(c.eventId).map((t) => t.nodeId),
           })),
+          bridge: this.bridgeSocket ? { host: config.sipHost, port: (this.bridgeSocket as Socket).address().port } : undefined,
           lateFrames: (this.clock as MediaClock).lateFrames,
         };
       },
@@ -424,9 +503,12 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
             ssrc: randomInt(1, 2 ** 32 - 1),
             seq: randomInt(0, 65536),
             ts: randomInt(0, 2 ** 32 - 1),
+            bridge: { ssrc: randomInt(1, 2 ** 32 - 1), seq: randomInt(0, 65536), ts: randomInt(0, 2 ** 32 - 1) },
           };
           this.conferences.set(eventId, conf);
+          (this.bridge as BridgeTable).host(eventId);
           this.startEncoder(conf);
+          this.announceBridge();
         }
         conf.members.add(c.channel.channelId);
         conf.mixer.add(c.channel.channelId);
@@ -480,11 +562,31 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         }
       },
 
-      /** One 20 ms frame: mix every conference, feed its encoder, send each caller its audio. */
+      /** One 20 ms frame: mix every conference, feed its encoder and bridge peers, send each caller its audio. */
       onFrame(this: any) {
         const minus = new Map<string, Int16Array>();
+        const bridge = this.bridge as BridgeTable;
+        // Silent peers (a SIGKILLed node) leave the mixers within BRIDGE_SILENCE_MS + 200 ms.
+        if (++this.frameCount % 10 === 0) this.applyBridge(bridge.expire(Date.now()));
         for (const conf of (this.conferences as Map<string, Conference>).values()) {
           const mix = conf.mixer.tick();
+          const targets = bridge.targets(conf.eventId);
+          conf.bridge.ts = (conf.bridge.ts + FRAME_SAMPLES) >>> 0;
+          conf.bridge.seq = (conf.bridge.seq + 1) & 0xffff;
+          if (targets.length > 0 && this.bridgeSocket) {
+            // Only this server's callers (mix.local): audio received from a peer is never sent on.
+            const pkt = serializeRtp({
+              marker: false,
+              payloadType: 0,
+              sequenceNumber: conf.bridge.seq,
+              timestamp: conf.bridge.ts,
+              ssrc: conf.bridge.ssrc,
+              csrcs: [],
+              paddingLength: 0,
+              payload: encodeUlaw(mix.local),
+            });
+            for (const t of targets) (this.bridgeSocket as Socket).send(pkt, t.port, t.host);
+          }
           for (const [id, pcm] of mix.minus) minus.set(id, pcm);
           conf.ts = (conf.ts + FRAME_SAMPLES) >>> 0;
           conf.seq = (conf.seq + 1) & 0xffff;
@@ -556,6 +658,8 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
       dropConference(this: any, conf: Conference) {
         if (this.conferences.get(conf.eventId) !== conf) return;
         this.conferences.delete(conf.eventId);
+        (this.bridge as BridgeTable).unhost(conf.eventId);
+        this.announceBridge();
         if (conf.encoder) {
           const { streamId } = conf.encoder;
           this.broker.call('encoder-port.stop', { streamId }, { timeout: 30_000, ...(conf.encoderNodeId ? { nodeID: conf.encoderNodeId } : {}) }).catch((err: Error) => {

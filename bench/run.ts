@@ -6,7 +6,7 @@
  * of issue 3, failover and call-setup, run three node processes on ports 48000-49999).
  *
  *   --quick          short runs for a smoke check (under ~2 minutes)
- *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup (comma-separated)
+ *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup, listener-gap, archive-build, leader-failover, replication (comma-separated)
  *   --n LIST         capacity: the N to try, e.g. --n 50,100 (default 25,50,100,200; quick 10)
  *   --no-debian      capacity: skip the comparison run with Debian's ffmpeg
  */
@@ -15,11 +15,15 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
+import { archiveBuild } from './archive-build.ts';
 import { callSetup } from './call-setup.ts';
 import { capacity } from './capacity.ts';
 import { failover } from './failover.ts';
 import { glassToGlass } from './glass-to-glass.ts';
+import { leaderFailover } from './leader-failover.ts';
+import { listenerGap } from './listener-gap.ts';
 import { pinToLive } from './pin-to-live.ts';
+import { replication } from './replication.ts';
 import { REPO } from './support/node.ts';
 import { table, type BenchOptions, type BenchResult, type Row } from './support/report.ts';
 
@@ -35,7 +39,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity,failover,call-setup] [--n 25,50] [--no-debian]');
+  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity,failover,call-setup,listener-gap,archive-build,leader-failover,replication] [--n 25,50] [--no-debian]');
   process.exit(0);
 }
 
@@ -46,6 +50,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
   capacity: (o) => capacity({ ...o, ns, compareDebian: values['no-debian'] ? false : undefined }),
   failover,
   'call-setup': callSetup,
+  'listener-gap': listenerGap,
+  'archive-build': archiveBuild,
+  'leader-failover': leaderFailover,
+  replication,
 };
 
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);

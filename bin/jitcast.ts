@@ -19,7 +19,7 @@ import { EX_CONFIG, EX_USAGE, tellSupervisor, underSupervisor } from '../runtime
 const CONFIG_FLAGS = [
   'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'http-host', 'http-port', 'public-url',
   'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
-  'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'health-test-interval-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
+  'archive-silence-limit-s', 'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'health-test-interval-s', 'retention-sweep-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
   'log-level',
 ];
 

@@ -18,13 +18,23 @@ export interface ClusterStatus {
   streams: any[];
   /** `monitoring.health`: every voice server and encoder with its last health test, and who tests. */
   pools?: { tester?: string; intervalS: number; assets: any[] };
+  /** The elected archive leader (DESIGN.md "Archive leader election"): the one most coordinators name. */
   archiveLeader?: string;
+  /** Each archive coordinator's `archive-coordinator.leader`: its view of the election. */
+  archiveCoordinators?: any[];
   errors: Array<{ nodeId: string; action: string; message: string }>;
 }
 
 function nodesRunning(broker: ServiceBroker, service: string): string[] {
   const list = broker.registry.getServiceList({ onlyAvailable: true, withActions: false }) as Array<{ name: string; nodeID: string }>;
   return [...new Set(list.filter((s) => s.name === service).map((s) => s.nodeID))].sort();
+}
+
+/** The leader most coordinators name (ties: the lower node ID), or undefined with no coordinator. */
+function electedLeader(views: any[]): string | undefined {
+  const votes = new Map<string, number>();
+  for (const v of views) if (typeof v?.leader === 'string') votes.set(v.leader, (votes.get(v.leader) ?? 0) + 1);
+  return [...votes].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0];
 }
 
 /** Gathers the status from every node (1.5 s per call at most). */
@@ -47,6 +57,8 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     local: n.local as boolean,
   }));
   const hasMonitoring = nodesRunning(broker, 'monitoring').length > 0;
+  // Every coordinator's view of the election (asked alongside the rest): they agree once announcements have flowed for a heartbeat.
+  const archiveViewsAsked = Promise.all(nodesRunning(broker, 'archive-coordinator').map((id) => ask('archive-coordinator.leader', id)));
   const [voiceServers, sipRouters, encoderLists, streams, pools] = await Promise.all([
     Promise.all(nodesRunning(broker, 'voice-server').map((id) => ask('voice-server.status', id))),
     Promise.all(nodesRunning(broker, 'sip-router').map((id) => ask('sip-router.status', id))),
@@ -62,6 +74,7 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
         })
       : undefined,
   ]);
+  const archiveViews = (await archiveViewsAsked).filter(Boolean);
   const encoderPorts = encoderLists.flatMap((l: any) => (Array.isArray(l) ? l : (l?.ports ?? [])));
   return {
     generatedAt: new Date().toISOString(),
@@ -71,8 +84,8 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     encoderPorts,
     streams: streams as any[],
     ...(pools ? { pools: pools as ClusterStatus['pools'] } : {}),
-    // One coordinator per cluster until the elected leader of issue 4: the first node running it.
-    archiveLeader: nodesRunning(broker, 'archive-coordinator')[0],
+    archiveLeader: electedLeader(archiveViews),
+    archiveCoordinators: archiveViews,
     errors,
   };
 }

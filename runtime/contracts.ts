@@ -251,6 +251,8 @@ export const EVENTS = {
   assetHealth: 'jitcast.asset.health',
   /** EncoderStatus: an encoder-port actor's heartbeat (broadcast). */
   encoderStatus: 'jitcast.encoder.status',
+  /** ArchiveAnnounce: an archive coordinator's heartbeat for the leader election (broadcast; core/election.ts). */
+  archiveAnnounce: 'jitcast.archive.announce',
 } as const;
 
 /** `encoder-port.liveFile` parameters: one file of a stream the asked node encodes (issue 3, files across nodes). */
@@ -297,4 +299,27 @@ export interface AbortStreamParams {
 export interface StoredStreamTotals {
   files: number;
   bytes: number;
+}
+
+/**
+ * Bridged conferences (issue 4): each voice server broadcasts `BridgeAnnounce` (core/bridge.ts) on
+ * this event every heartbeat and whenever its conferences change, so the servers carrying callers
+ * of one event send each other their local speakers' audio.
+ */
+export const BRIDGE_ANNOUNCE_EVENT = 'jitcast.voice.bridge';
+export type { BridgeAnnounce } from '../core/bridge.ts';
+
+/**
+ * `EVENTS.archiveAnnounce`: what every archive coordinator broadcasts each heartbeat (DESIGN.md
+ * "Archive leader election"). Receivers stamp it with their own clock; `sentAt` and `leader` are
+ * for logs and status only.
+ */
+export interface ArchiveAnnounce {
+  nodeId: string;
+  /** The coordinator's IP address, the election's sort key. */
+  address: string;
+  /** Who the sender takes for leader now. */
+  leader: string;
+  /** Sender's clock (ISO), informational. */
+  sentAt: string;
 }

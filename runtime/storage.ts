@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fs } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { isValidEventId, isValidStreamId } from '../codecs/ids.ts';
+import { compareVersions, isFinalPlaylist, parseVersion, type ManifestStream } from '../core/replication.ts';
 import { NotFoundError, PayloadTooLargeError, StateConflictError, ValidationFailedError } from './errors.ts';
 
 /** File names a stream directory may hold: the playlist, segments and `gaps.json`. */
@@ -254,12 +255,22 @@ export class ContentStorage {
     for (const name of wanted) {
       const target = this.streamFile(eventId, streamId, name);
       const isPlaylist = name.endsWith('.m3u8');
-      if (!isPlaylist && (await this.exists(target))) continue;
+      const isGaps = name.endsWith('.json');
+      if (!isPlaylist && !isGaps && (await this.exists(target))) continue;
       const data = await fs.readFile(join(srcDir, name));
       if (isPlaylist) {
-        const stored = await fs.readFile(target, 'utf8').catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
+        const stored = await this.readText(target);
         if (stored !== undefined && stored.trimEnd().endsWith(ENDLIST)) continue;
         if (stored === data.toString('utf8')) continue;
+        // Uploads as they go only grow a playlist: a shorter unfinished one is an older upload arriving late.
+        if (stored !== undefined && !data.toString('utf8').trimEnd().endsWith(ENDLIST) && data.length < Buffer.byteLength(stored)) continue;
+        await this.atomicWrite(target, data);
+        copied++;
+      } else if (isGaps) {
+        // gaps.json may change until the stream's playlist is final (it is written at the end of the call).
+        const playlist = await this.readText(this.streamFile(eventId, streamId, 'index.m3u8'));
+        if (playlist !== undefined && playlist.trimEnd().endsWith(ENDLIST) && (await this.exists(target))) continue;
+        if ((await this.readText(target)) === data.toString('utf8')) continue;
         await this.atomicWrite(target, data);
         copied++;
       } else if (await this.atomicCreate(target, data)) {
@@ -267,6 +278,102 @@ export class ContentStorage {
       }
     }
     return copied;
+  }
+
+  /**
+   * Writes event-info.xml only when `xml` carries a newer version (core/replication.ts) than the stored
+   * copy; writes of one event are serialized here, so a compare and its write never interleave with
+   * another's. Answers whether it wrote.
+   */
+  async writeEventInfoIfNewer(eventId: string, xml: string): Promise<boolean> {
+    return this.#locked(eventId, async () => {
+      const stored = await this.readEventInfo(eventId);
+      if (stored !== undefined && compareVersions(parseVersion(xml), parseVersion(stored)) <= 0) return false;
+      await this.writeEventInfo(eventId, xml);
+      return true;
+    });
+  }
+
+  /** Every stored stream of an event with each file's size, and whether its playlist is final. */
+  async streamManifest(eventId: string): Promise<Record<string, ManifestStream>> {
+    const out: Record<string, ManifestStream> = {};
+    for (const s of await this.listStreams(eventId)) {
+      const dir = this.streamDir(eventId, s.streamId);
+      const files: Record<string, number> = {};
+      for (const f of s.files) {
+        const st = await fs.stat(join(dir, f)).catch(() => undefined);
+        if (st?.isFile()) files[f] = st.size;
+      }
+      const playlist = files['index.m3u8'] !== undefined ? await this.readText(join(dir, 'index.m3u8')) : undefined;
+      out[s.streamId] = { files, final: playlist !== undefined && isFinalPlaylist(playlist) };
+    }
+    return out;
+  }
+
+  /** Sizes of one stored stream's files (empty when the stream is not here). */
+  async streamFileSizes(eventId: string, streamId: string): Promise<Record<string, number>> {
+    const dir = this.streamDir(eventId, streamId);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if (isNotFound(err)) return {};
+      throw err;
+    }
+    const out: Record<string, number> = {};
+    for (const n of names.filter((f) => STREAM_FILE_RE.test(f))) {
+      const st = await fs.stat(join(dir, n)).catch(() => undefined);
+      if (st?.isFile()) out[n] = st.size;
+    }
+    return out;
+  }
+
+  /** Up to `length` bytes of a stored stream file from `offset`; NotFoundError when it is not here. */
+  async readFileRange(eventId: string, streamId: string, file: string, offset: number, length: number): Promise<{ data: Buffer; size: number; mtimeMs: number }> {
+    const path = this.streamFile(eventId, streamId, file);
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(path, 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(`no stored file ${file} [event:${eventId} stream:${streamId}]`);
+      throw err;
+    }
+    try {
+      const { size, mtimeMs } = await fh.stat();
+      const n = Math.max(0, Math.min(length, size - offset));
+      const data = Buffer.alloc(n);
+      if (n > 0) await fh.read(data, 0, n, offset);
+      return { data, size, mtimeMs };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Deletes an event's stream files (retention), keeping its event-info.xml; a missing directory is fine. */
+  async removeStreams(eventId: string): Promise<boolean> {
+    const dir = join(this.eventDir(eventId), 'streams');
+    const had = await this.exists(dir);
+    await fs.rm(dir, { recursive: true, force: true });
+    return had;
+  }
+
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  /** Runs `fn` after every earlier call for the same key has finished. */
+  async #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#locks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+    }
+  }
+
+  private async readText(path: string): Promise<string | undefined> {
+    return fs.readFile(path, 'utf8').catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
   }
 
   /** Deletes an event's directory (retention); a missing one is fine. */

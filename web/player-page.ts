@@ -123,6 +123,7 @@ const SCRIPT = `
   var codes = {};        // streamId -> freshest auth code (refreshed before the old one expires)
   var pollTimer = 0, refreshTimer = 0, reloadTimer = 0, stopTimer = 0;
   var locked = false;    // waiting for the password
+  var variants = 1;      // streams live.m3u8 listed: more than one means a slow stream is worth leaving at once
 
   var TEXT = {
     waiting: 'Not started yet \\u2014 this page starts playing when the host dials in',
@@ -230,7 +231,28 @@ const SCRIPT = `
       // A redundant stream whose playlist stops growing must make hls.js fail over, not stall (FIELD-NOTES).
       cfg.liveMaxUnchangedPlaylistRefresh = 3;
       cfg.manifestLoadingMaxRetry = 2;
-      cfg.levelLoadingMaxRetry = 2;
+      // Redundant streams (issue 4): when a voice node dies, its stream answers 404 only once the
+      // gateway's fetch from that node times out (3 s) or monitoring drops it. hls.js (1.5+) moves to
+      // the other identical variant (a Pathway) on a 404 at once, but retries a timeout on the same
+      // one. So: give up on a playlist or segment after 1.5 s without a first byte, and while
+      // live.m3u8 lists another stream move on instead of retrying. And start only once 3 segments
+      // are listed (hls.js then starts 3 segments behind live, its default), so the buffer outlasts
+      // the failover: a player started on a 1-segment playlist plays at the live edge with ~1 s of
+      // buffer and stalls.
+      cfg.initialLiveManifestSize = 3;
+      var leaveIfRedundant = function (retryConfig, retryCount, isTimeout, response, retry) {
+        return isTimeout && variants > 1 ? false : retry;
+      };
+      var policy = function (maxLoadTimeMs, retries) {
+        return { default: {
+          maxTimeToFirstByteMs: 1500,
+          maxLoadTimeMs: maxLoadTimeMs,
+          timeoutRetry: { maxNumRetry: retries, retryDelayMs: 0, maxRetryDelayMs: 0, shouldRetry: leaveIfRedundant },
+          errorRetry: { maxNumRetry: retries, retryDelayMs: 1000, maxRetryDelayMs: 8000 }
+        } };
+      };
+      cfg.playlistLoadPolicy = policy(8000, 2);
+      cfg.fragLoadPolicy = policy(20000, 4);
     }
     var h = new window.Hls(cfg);
     hls = h;
@@ -245,6 +267,9 @@ const SCRIPT = `
         if (again === 'live' && last && last.live && !locked) start('live');
         else if (again === 'archive' && last && last.archiveReady && !locked) start('archive');
       }, 1000);
+    });
+    h.on(window.Hls.Events.MANIFEST_LOADED, function (evt, data) {
+      variants = data && data.levels ? data.levels.length : 1;
     });
     h.on(window.Hls.Events.MANIFEST_PARSED, function () {
       if (kind === 'live') tryPlay(); else showPlay(audio.paused);

@@ -87,6 +87,22 @@ describe('archive-coordinator actor', () => {
     assert.equal(v.archiveError, undefined);
   });
 
+  it('build() of two overlapping streams takes the stretch of one stream\'s gaps.json gap from the other', async () => {
+    const { config, broker } = await endedEvent([
+      { id: STREAM_ID, durations: Array(15).fill(2), startedAt: '2026-11-25T10:05:00.000Z' },
+      { id: REDIAL, durations: Array(15).fill(2), startedAt: '2026-11-25T10:05:00.400Z' },
+    ]);
+    // Replace the first stream's files with the same playlist plus a 10 s gap (what the encoder writes).
+    const dir = writeLiveDir(config, STREAM_ID, Array(15).fill(2), { gaps: [{ start: 10, end: 20 }] });
+    await broker.call('content-storage.putStream', { eventId: EVENT_ID, streamId: STREAM_ID, dir });
+    await settle(broker, [STREAM_ID, REDIAL]);
+    const v = await statusOf(broker, 'archived');
+    assert.deepEqual(v.archive, [
+      { streamId: STREAM_ID, start: 0, end: 10 },
+      { streamId: REDIAL, start: 10, end: 30 },
+    ]);
+  });
+
   it('build() of an unknown event is refused with NotFoundError', async () => {
     const { broker } = await startPlane(testConfig());
     brokers.push(broker);

@@ -87,6 +87,14 @@ const fakeEvent: ServiceSchema = {
       e.status = 'ended';
       return e;
     },
+    retryArchive(ctx: Context<{ eventId: string }>) {
+      record('event.retryArchive', ctx);
+      const e = need(ctx.params.eventId);
+      if (e.status !== 'archive-error') throw new StateConflictError(`event ${e.eventId} is ${e.status}`, { status: e.status });
+      e.status = 'archiving';
+      delete e.archiveError;
+      return e;
+    },
   },
 };
 
@@ -331,6 +339,42 @@ describe('actors/reservation', () => {
       const v = await reserve();
       const r = await api('POST', `/api/events/${v.eventId}/end`);
       assert.equal(r.status, 409);
+    });
+
+    it('POST /api/events/:eventId/archive/retry on an archive-error event calls event.retryArchive and answers it archiving', async () => {
+      const v = await reserve();
+      Object.assign(events.get(v.eventId)!, { status: 'archive-error', archiveError: 'no recorded stream' });
+      const r = await api('POST', `/api/events/${v.eventId}/archive/retry`);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.status, 'archiving');
+      assert.equal(r.json.archiveError, undefined);
+      assert.deepEqual(calls.filter((c) => c.action === 'event.retryArchive').map((c) => c.params), [{ eventId: v.eventId }]);
+    });
+
+    it('POST /api/events/:eventId/archive/retry answers 409 unless the event is archive-error, and changes nothing', async () => {
+      const v = await reserve();
+      events.get(v.eventId)!.status = 'archived';
+      const r = await api('POST', `/api/events/${v.eventId}/archive/retry`);
+      assert.equal(r.status, 409, r.text);
+      assert.equal(typeof r.json.error.code, 'string');
+      assert.equal(events.get(v.eventId)!.status, 'archived');
+    });
+
+    it('POST /api/events/:eventId/archive/retry answers 404 for an unknown event and 400 for a malformed ID', async () => {
+      assert.equal((await api('POST', '/api/events/12345674/archive/retry')).status, 404);
+      const bad = await api('POST', '/api/events/12345675/archive/retry');
+      assert.equal(bad.status, 400);
+      assert.ok(bad.json.error.fields.eventId);
+      assert.equal(calls.filter((c) => c.action === 'event.retryArchive').length, 1);
+    });
+
+    it('POST /api/events/:eventId/archive/retry without the API key answers 401 and never reaches the event actor', async () => {
+      const v = await reserve();
+      Object.assign(events.get(v.eventId)!, { status: 'archive-error', archiveError: 'x' });
+      const res = await fetch(`${BASE}/api/events/${v.eventId}/archive/retry`, { method: 'POST' });
+      assert.equal(res.status, 401);
+      assert.equal(events.get(v.eventId)!.status, 'archive-error');
+      assert.equal(calls.filter((c) => c.action === 'event.retryArchive').length, 0);
     });
 
     it('reservation.cancel called over the broker with a malformed ID throws a 400 naming eventId', async () => {

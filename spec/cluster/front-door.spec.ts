@@ -11,13 +11,10 @@
  *
  * Files across nodes (issue 3): every node has its own data directory, nothing is shared. The door
  * serves the live files of a stream encoded on v1 or v2 by fetching them over NATS from that node
- * (`encoder-port.liveFile`), and the voice nodes, which run no content storage, send each finished
- * stream to the door's storage over NATS (runtime/stream-upload.ts).
- *
- * Only the door runs `content-storage` (and `archive-coordinator`): with storage on every node,
- * event-info.xml would land on whichever node took the reservation's write, a stream on the node
- * that encoded it, and the archive coordinator would read from any of them — copying between
- * storage centers (replication) is issue 4, not built yet.
+ * (`encoder-port.liveFile`), and the voice nodes, which run no content storage, send their
+ * segments to the door's storage over NATS as they go (runtime/stream-upload.ts): v1's stream up
+ * to its death is in the archive. Only the door runs `content-storage` here; replication between
+ * storage centers has its own spec (storage-replication.spec.ts).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -181,19 +178,24 @@ describe('front door: routing to a healthy voice server, and SIGKILL of the node
     assert.notEqual(f.code, 0, 'the call on the killed node cannot end normally');
   });
 
-  test("once the event ends, v2's stream reaches the door's storage over NATS and the archive plays through the door", async () => {
+  test("once the event ends, the archive is v1's stream up to its death (uploaded as it went) then v2's, and plays through the door", async () => {
     const t0 = Date.now();
     const end = await cluster.api('POST', `/api/events/${ev.eventId}/end`);
     assert.ok(end.status === 200 || end.status === 409, `POST …/end: ${end.status} ${end.text}`);
-    // v1's stream died with v1 (its files on v1's disk, never stored): v1 has left the cluster, so
-    // the event counts it as lost instead of waiting for its stop, and archives what is stored.
+    // v1's encoder uploaded its segments as it went, so what it recorded before the kill is stored;
+    // v1 has left the cluster, so the event does not wait for that stream's stop.
     const archived = await waitUntil('the event archived', async () => {
       const r = await cluster.api('GET', `/api/events/${ev.eventId}`);
       return r.body?.status === 'archived' ? r.body : undefined;
     }, 90_000, 500);
     const stored = await waitForLog(cluster.node('door'), new RegExp(`stream stored \\[event:${ev.eventId} stream:(\\S+) .*from:v2\\]`), first!.startedAt, 5000);
     const streamId = /stream:(\S+)/.exec(stored.line)![1]!;
-    assert.ok(archived.archive.length >= 1 && archived.archive.every((f: any) => f.streamId === streamId), `archive from v2's stored stream: ${JSON.stringify(archived.archive)}`);
+    const fragments = archived.archive as Array<{ streamId: string; start: number; end: number }>;
+    assert.equal(fragments.at(-1)?.streamId, streamId, `the archive ends with v2's stream: ${JSON.stringify(fragments)}`);
+    const fromV1 = fragments.filter((f) => f.streamId.includes('-v1-'));
+    assert.equal(fromV1.length, 1, `v1's partial stream opens the archive: ${JSON.stringify(fragments)}`);
+    assert.equal(fragments[0], fromV1[0]);
+    assert.ok(fromV1[0]!.end - fromV1[0]!.start >= 2, `v1 recorded at least a segment before its death: ${JSON.stringify(fromV1[0])}`);
     const streamDir = join(cluster.node('door').dataDir, 'storage', 'dc1', ev.eventId, 'streams', streamId);
     assert.ok(readdirSync(streamDir).includes('index.m3u8'), `stored on the door: ${streamDir}`);
     assert.equal(existsSync(join(cluster.node('v2').dataDir, 'storage')), false, 'v2 keeps no storage of its own');

@@ -70,4 +70,44 @@ describe('ConferenceMixer', () => {
     assert.equal(m.size, 0);
     assert.equal(m.tick().cast[0], 0);
   });
+
+  test('tick() hears a remote member in the cast and in each local mix-minus, but leaves it out of local', () => {
+    const m = new ConferenceMixer();
+    m.add('a');
+    m.add('b');
+    m.add('bridge:v2', { remote: true });
+    m.push('a', frame(100));
+    m.push('b', frame(20));
+    m.push('bridge:v2', frame(3));
+    const { cast, minus, local } = m.tick();
+    assert.equal(cast[0], 123);
+    assert.equal(local[0], 120, 'local carries only local callers: received audio is never forwarded');
+    assert.equal(minus.get('a')![0], 23);
+    assert.equal(minus.get('b')![0], 103);
+    assert.equal(minus.has('bridge:v2'), false, 'a remote member gets no mix-minus');
+    assert.equal(m.remoteCount, 1);
+  });
+
+  test('tick() gives local equal to cast when no remote member takes part', () => {
+    const m = new ConferenceMixer();
+    m.add('a');
+    m.push('a', frame(42));
+    const { cast, local } = m.tick();
+    assert.equal(local[0], 42);
+    assert.equal(cast[0], 42);
+  });
+
+  test('remove() of a remote member takes it out of the cast; add() again as local makes it local', () => {
+    const m = new ConferenceMixer();
+    m.add('x', { remote: true });
+    m.push('x', frame(7));
+    assert.equal(m.tick().local[0], 0);
+    m.add('x');
+    m.push('x', frame(7));
+    assert.equal(m.tick().local[0], 7);
+    m.remove('x');
+    assert.equal(m.has('x'), false);
+    assert.equal(m.remoteCount, 0);
+    assert.equal(m.tick().cast[0], 0);
+  });
 });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { ContentStorage, MAX_STREAM_FILE_BYTES, STAGING_DIR } from '../../runtime/storage.ts';
 import { NotFoundError, PayloadTooLargeError, StateConflictError, ValidationFailedError } from '../../runtime/errors.ts';
 import { EVENT_ID, STREAM_ID, playlist } from '../support/event-plane.ts';
+import { withVersion } from '../../core/replication.ts';
+import { readFileSync } from 'node:fs';
 
 function fresh(): { storage: ContentStorage; root: string; src: string } {
   const base = mkdtempSync(join(tmpdir(), 'jitcast-storage-'));
@@ -226,5 +228,68 @@ describe('ContentStorage', () => {
     assert.equal(existsSync(join(root, EVENT_ID)), false);
     await storage.remove(EVENT_ID);
     assert.deepEqual(await storage.listEventIds(), []);
+  });
+
+  describe('replication and retention (issue 4)', () => {
+    const xml = (title: string, updatedMs: number, stamp: number) => withVersion(`<?xml version="1.0" encoding="UTF-8"?>\n<event id="${EVENT_ID}"><title>${title}</title></event>\n`, { updatedMs, stamp, nodeId: 'n' });
+
+    it('writeEventInfoIfNewer() writes a newer version and refuses an older or equal one', async () => {
+      const { storage } = fresh();
+      assert.equal(await storage.writeEventInfoIfNewer(EVENT_ID, xml('two', 2, 1)), true);
+      assert.equal(await storage.writeEventInfoIfNewer(EVENT_ID, xml('one', 1, 9)), false);
+      assert.equal(await storage.writeEventInfoIfNewer(EVENT_ID, xml('same', 2, 1)), false);
+      assert.match((await storage.readEventInfo(EVENT_ID))!, /two/);
+      assert.equal(await storage.writeEventInfoIfNewer(EVENT_ID, xml('three', 2, 2)), true);
+      assert.match((await storage.readEventInfo(EVENT_ID))!, /three/);
+    });
+
+    it('writeEventInfoIfNewer() of many racing writes keeps the newest', async () => {
+      const { storage } = fresh();
+      const order = [5, 1, 9, 3, 7, 2, 8, 4, 6];
+      await Promise.all(order.map((n) => storage.writeEventInfoIfNewer(EVENT_ID, xml(`v${n}`, 1, n))));
+      assert.match((await storage.readEventInfo(EVENT_ID))!, /v9/);
+    });
+
+    it('a second upload replaces gaps.json while the playlist is unfinished, never once it is final', async () => {
+      const { storage, src, root } = fresh();
+      writeFileSync(join(src, 'index.m3u8'), playlist([2], false));
+      writeFileSync(join(src, 'seg00000.ts'), 'a');
+      writeFileSync(join(src, 'gaps.json'), '[]');
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      writeFileSync(join(src, 'gaps.json'), '[{"start":0,"end":1}]');
+      writeFileSync(join(src, 'index.m3u8'), playlist([2], true));
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      const stored = join(root, EVENT_ID, 'streams', STREAM_ID);
+      assert.equal(readFileSync(join(stored, 'gaps.json'), 'utf8'), '[{"start":0,"end":1}]');
+      writeFileSync(join(src, 'gaps.json'), '[{"start":5,"end":6}]');
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      assert.equal(readFileSync(join(stored, 'gaps.json'), 'utf8'), '[{"start":0,"end":1}]');
+    });
+
+    it('a shorter unfinished playlist arriving late does not replace a longer one', async () => {
+      const { storage, src, root } = fresh();
+      writeFileSync(join(src, 'index.m3u8'), playlist([2, 2], false));
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      writeFileSync(join(src, 'index.m3u8'), playlist([2], false));
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      assert.equal(readFileSync(join(root, EVENT_ID, 'streams', STREAM_ID, 'index.m3u8'), 'utf8'), playlist([2, 2], false));
+    });
+
+    it('streamManifest() lists sizes and finality; removeStreams() drops the streams and keeps event-info.xml', async () => {
+      const { storage, src } = fresh();
+      await storage.writeEventInfo(EVENT_ID, 'x');
+      writeFileSync(join(src, 'index.m3u8'), playlist([2], true));
+      writeFileSync(join(src, 'seg00000.ts'), 'abc');
+      await storage.copyStream(EVENT_ID, STREAM_ID, src);
+      assert.deepEqual(await storage.streamManifest(EVENT_ID), { [STREAM_ID]: { files: { 'index.m3u8': Buffer.byteLength(playlist([2], true)), 'seg00000.ts': 3 }, final: true } });
+      const part = await storage.readFileRange(EVENT_ID, STREAM_ID, 'seg00000.ts', 1, 10);
+      assert.equal(part.data.toString(), 'bc');
+      assert.equal(part.size, 3);
+      assert.equal(await storage.removeStreams(EVENT_ID), true);
+      assert.deepEqual(await storage.streamManifest(EVENT_ID), {});
+      assert.equal(await storage.readEventInfo(EVENT_ID), 'x');
+      assert.equal(await storage.removeStreams(EVENT_ID), false);
+      await assert.rejects(storage.readFileRange(EVENT_ID, STREAM_ID, 'seg00000.ts', 0, 1), NotFoundError);
+    });
   });
 });

@@ -618,6 +618,8 @@ export function placeCall(o: {
   expectBye?: boolean;
   freqHz?: number;
   timeoutS?: number;
+  /** Aborting it kills the sipp process at once. */
+  signal?: AbortSignal;
 }): PlacedCall {
   const keys = [];
   if (o.event) {
@@ -636,6 +638,7 @@ export function placeCall(o: {
     mediaPort: o.mediaPort,
     cwd: o.dir,
     timeoutS: o.timeoutS ?? Math.ceil(o.holdMs / 1000) + 30,
+    ...(o.signal ? { signal: o.signal } : {}),
   }).then((r) => ({ ...r, endedAt: Date.now() }));
   return { startedAt, done };
 }

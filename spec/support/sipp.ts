@@ -26,6 +26,8 @@ export function runSipp(opts: {
   rate?: number;
   extra?: string[];
   timeoutS?: number;
+  /** Aborting it kills sipp at once (a spec that is done with a call whose peer died). */
+  signal?: AbortSignal;
 }): Promise<SippResult> {
   const args = [
     '-sf', opts.scenario,
@@ -38,7 +40,8 @@ export function runSipp(opts: {
     opts.target,
   ];
   return new Promise((resolve) => {
-    const p = spawn('sipp', args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('sipp', args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.signal ? { signal: opts.signal, killSignal: 'SIGKILL' as const } : {}) });
+    p.on('error', () => {}); // an abort surfaces as 'error' before 'close'
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
