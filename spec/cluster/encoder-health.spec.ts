@@ -10,7 +10,9 @@
  * encoded on v2. Switched on again, v1's encoder passes, is re-admitted, and the next conference
  * on v1 is encoded on v1 again.
  *
- * Nothing is shared on disk: the door serves v2's live files over the broker.
+ * Nothing is shared on disk: the door serves v2's live files over the broker. While that call is up
+ * `jitcast status` (table and --json) shows every node with its data center and roles, and the
+ * live channel on v1.
  *
  * Slot 4 is shared with drain.spec.ts: cluster specs run one file at a time.
  */
@@ -103,6 +105,15 @@ describe('health tests evict a failing encoder from the pool and re-admit it onc
     await waitForLog(cluster.node('v1'), new RegExp(`caller live \\[event:${ev.eventId}`), call.startedAt, 20_000);
     const bound = await waitForLog(cluster.node('v1'), new RegExp(`stream bound \\[event:${ev.eventId} .*encoder:v2@`), call.startedAt, 15_000);
     assert.ok(bound);
+    // The operator's view while the call is up: every node with its data center and roles, the live channel.
+    const st = await cluster.cli(['status']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /jitcast cluster — 3 node\(s\)/);
+    for (const line of [/door\s+dc1\s+\S*gateway\S*/, /v1\s+dc1\s+\S*voice-server\S*/, /v2\s+dc2\s+\S*encoder-port\S*/]) assert.match(st.stdout, line, st.stdout);
+    const channels = st.stdout.split('\nChannels\n')[1]?.split('\nEncoder ports\n')[0] ?? '';
+    assert.match(channels, new RegExp(`v1\\s+\\d+\\s+live\\s+${ev.eventId}`), `channel row in:\n${st.stdout}`);
+    const json = JSON.parse((await cluster.cli(['status', '--json'])).stdout);
+    assert.equal(json.voiceServers.find((v: any) => v.nodeId === 'v1').channels[0].eventId, ev.eventId);
     const stream = await waitUntil('the stream in the active table', async () => streamsOf(await cluster.status(), ev.eventId)[0], 15_000);
     assert.equal(stream.nodeId, 'v2', 'encoded on v2');
     const master = await waitUntil('live.m3u8', async () => {

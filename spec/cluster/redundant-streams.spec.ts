@@ -111,9 +111,10 @@ describe('redundant streams: dual dial-in, bridged conference, listener through 
 
   test('a host dialling in twice, once to each voice node, gives the event two streams; live.m3u8 lists both, identical', async () => {
     ev = (await cluster.api('POST', '/api/events', { title: 'redundant host' })).body;
-    for (const [i, id] of (['v1', 'v2'] as const).entries()) {
+    const dial = (id: 'v1' | 'v2', i: number) => {
       calls[id] = placeCall({ dir: work, name: `host-${id}`, target: cluster.node(id).sipTarget, event: ev, holdMs: 100_000, freqHz: HOST_HZ[id], localPort: sipp.sip(i), mediaPort: sipp.media(i), timeoutS: 140, signal: hangUp.signal });
-    }
+    };
+    dial('v1', 0);
     // A listener waiting on the page before the event is live starts playing as soon as it can:
     // on a stream only a segment or two long, the hardest case for the failover below (little buffer).
     page = await browser.newPage();
@@ -123,6 +124,11 @@ describe('redundant streams: dual dial-in, bridged conference, listener through 
       if (m) requests.push({ at: Date.now(), streamId: m[1]!, file: m[2]! });
     });
     await page.goto(ev.attendeeUrl);
+    // Opened while the host is still keying the event ID: the page says so, then turns live by itself.
+    await page.waitForFunction(() => /not started/i.test(document.body.innerText), undefined, { timeout: 5_000 });
+    // Both calls at once. (Calls far apart are a known gap: the player, moved to a stream that
+    // started later, loses about the difference; see the issue notes.)
+    dial('v2', 1);
     const streams = await waitUntil('a stream from each voice node', async () => {
       const s = streamsOf(await cluster.status(), ev.eventId);
       return ['v1', 'v2'].every((id) => s.some((x) => x.nodeId === id)) ? s : undefined;
