@@ -16,9 +16,8 @@ import type { JitcastConfig } from '../cluster.config.ts';
 import { parseMediaPlaylist } from '../codecs/hls.ts';
 import { isValidEventId, STREAM_ID_RE } from '../codecs/ids.ts';
 import { planArchive, type Gap, type PlanStream } from '../core/archive-plan.ts';
-import type { ArchiveFragment, EventInfo, StreamRecord } from '../runtime/contracts.ts';
+import type { ArchiveFragment, StreamRecord } from '../runtime/contracts.ts';
 import { NotFoundError, ValidationFailedError } from '../runtime/errors.ts';
-import type { StoredStream } from '../runtime/storage.ts';
 import { storageOf } from '../runtime/storage-client.ts';
 import { testHoldMs, type ArchiveJobData } from '../runtime/archive-queue.ts';
 import { ArchiveLeadership, type LeaderStatus } from '../runtime/archive-leadership.ts';
@@ -41,15 +40,6 @@ export interface BuildResult {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** A Buffer from a reply that may have crossed a JSON transporter (`{type: 'Buffer', data}`). */
-function toBuffer(value: unknown): Buffer {
-  if (Buffer.isBuffer(value)) return value;
-  const v = value as { type?: string; data?: number[] } | undefined;
-  if (v?.type === 'Buffer' && Array.isArray(v.data)) return Buffer.from(v.data);
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  throw new TypeError('expected file contents');
 }
 
 /** A history record for a stream found only in storage (monitoring restarted): its start is in its ID. */

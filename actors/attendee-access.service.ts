@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
-import type { EventInfo, EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
+import type { EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
 import { ForbiddenError, NotFoundError } from '../runtime/errors.ts';
 import { TokenError, passwordMatches, signAuthCode, verifyAuthCode, verifyToken, type AccessClaims } from '../codecs/token.ts';
 import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';

@@ -28,7 +28,7 @@ import { EventInfoParseError, parseEventInfo, serializeEventInfo } from '../code
 import { isValidEventId, isValidStreamId } from '../codecs/ids.ts';
 import type { AbortStreamParams, BeginStreamParams, BeginStreamResult, CommitStreamParams, EventInfo, PutStreamFileParams, StoredStreamTotals } from '../runtime/contracts.ts';
 import { NoCapacityError, NotFoundError, StateConflictError, ValidationFailedError } from '../runtime/errors.ts';
-import { compareVersions, markRetentionEnded, nextStamp, parseVersion, planSync, retentionDue, retentionOver, withVersion, type EventManifest, type InfoVersion } from '../core/replication.ts';
+import { markRetentionEnded, nextStamp, parseVersion, planSync, retentionDue, retentionOver, withVersion, type EventManifest, type InfoVersion } from '../core/replication.ts';
 import { ContentStorage, MAX_STREAM_FILES, MAX_STREAM_FILE_BYTES, STREAM_FILE_RE, type StagedStream, type StoredStream } from '../runtime/storage.ts';
 
 /** Largest chunk of one `putStreamFile` call, decoded (runtime/stream-upload.ts sends 256 KiB). */

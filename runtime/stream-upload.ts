@@ -76,13 +76,7 @@ export async function storeStream(host: UploadHost, call: UploadCall, s: StreamT
       // Segments uploaded as the call went are immutable: those the node holds at this size stay put.
       if (name.endsWith('.ts') && have[name] === st.size) return;
       const data = await fs.readFile(path);
-      let offset = 0;
-      // An empty file still sends one (empty) chunk, so it exists on the other side.
-      do {
-        const chunk = data.subarray(offset, offset + chunkBytes);
-        await call('content-storage.putStreamFile', { uploadId, file: name, offset, data: chunk.toString('base64') }, { nodeID: nodeId, timeout: CHUNK_TIMEOUT_MS });
-        offset += chunk.length;
-      } while (offset < data.length);
+      await sendChunks(call, { uploadId, nodeId, chunkBytes }, name, data);
       sizes[name] = data.length;
     });
     const r = (await call('content-storage.commitStream', { uploadId, files: sizes }, { nodeID: nodeId, timeout: STORE_TIMEOUT_MS })) as StoredStreamTotals;
@@ -95,6 +89,17 @@ export async function storeStream(host: UploadHost, call: UploadCall, s: StreamT
 }
 
 /** Runs `fn` over `items`, at most `limit` at once; the first failure rejects (the rest finish quietly). */
+/** Sends one file of an upload in order, chunk by chunk, to the storage node that began it. */
+async function sendChunks(call: UploadCall, up: { uploadId: string; nodeId: string; chunkBytes: number }, name: string, data: Buffer): Promise<void> {
+  let offset = 0;
+  // An empty file still sends one (empty) chunk, so it exists on the other side.
+  do {
+    const chunk = data.subarray(offset, offset + up.chunkBytes);
+    await call('content-storage.putStreamFile', { uploadId: up.uploadId, file: name, offset, data: chunk.toString('base64') }, { nodeID: up.nodeId, timeout: CHUNK_TIMEOUT_MS });
+    offset += chunk.length;
+  } while (offset < data.length);
+}
+
 async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
@@ -151,12 +156,7 @@ export async function uploadProgress(host: UploadHost, call: UploadCall, s: Stre
   const chunkBytes = opts.chunkBytes ?? UPLOAD_CHUNK_BYTES;
   const sizes: Record<string, number> = {};
   const send = async (name: string, data: Buffer) => {
-    let offset = 0;
-    do {
-      const chunk = data.subarray(offset, offset + chunkBytes);
-      await call('content-storage.putStreamFile', { uploadId, file: name, offset, data: chunk.toString('base64') }, { nodeID: nodeId, timeout: CHUNK_TIMEOUT_MS });
-      offset += chunk.length;
-    } while (offset < data.length);
+    await sendChunks(call, { uploadId, nodeId, chunkBytes }, name, data);
     sizes[name] = data.length;
   };
   try {
