@@ -6,8 +6,9 @@
  * (every 250 ms), and logs each change of leader. In cluster mode the leader, and only the leader,
  * runs the BullMQ Worker on the archive queue (runtime/archive-queue.ts): started when this node
  * becomes leader, closed when it stops being leader. A node does not act as leader before it has
- * listened for one heartbeat and a half: until then it has not heard the others and would take itself
- * for leader.
+ * listened for three heartbeats (or the silence limit, if shorter): until then it may not have heard
+ * the others (a node still joining NATS under load took over 1.5 s) and would take itself for leader.
+ * A brief second leader is harmless (archive jobs are idempotent per event) but needless.
  */
 import { networkInterfaces } from 'node:os';
 import type { JitcastConfig } from '../cluster.config.ts';
@@ -116,7 +117,7 @@ export class ArchiveLeadership {
       this.settled = true;
       this.o.logger.info(`archive leader is ${this.state!.leader} [node:${this.self} peers:${this.peerList()}]`);
       this.syncWorker();
-    }, this.o.config.heartbeatS * 1500);
+    }, Math.max(this.o.config.heartbeatS * 1500, Math.min(this.o.config.archiveSilenceLimitS * 1000, this.o.config.heartbeatS * 3000)));
     for (const t of [this.announceTimer, this.tickTimer, this.settleTimer]) t.unref();
   }
 
