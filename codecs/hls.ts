@@ -4,11 +4,13 @@
  */
 import { CodecError } from './errors.ts';
 
-/** One media segment (§4.3.2.1 EXTINF + URI line, §4.3.2.3 DISCONTINUITY). */
+/** One media segment (§4.3.2.1 EXTINF + URI line, §4.3.2.3 DISCONTINUITY, §4.3.2.6 PROGRAM-DATE-TIME). */
 export interface HlsSegment {
   uri: string;
   duration: number;
   discontinuity?: boolean;
+  /** Wall-clock time of the segment's first sample, ms since the epoch (EXT-X-PROGRAM-DATE-TIME). */
+  programDateTime?: number;
 }
 
 /** A media playlist (§4.3.3). */
@@ -16,6 +18,8 @@ export interface MediaPlaylist {
   version: number;
   targetDuration: number;
   mediaSequence: number;
+  /** §4.3.3.3 EXT-X-DISCONTINUITY-SEQUENCE; absent means 0. */
+  discontinuitySequence?: number;
   segments: HlsSegment[];
   ended: boolean;
   playlistType?: 'EVENT' | 'VOD';
@@ -26,6 +30,8 @@ export class HlsParseError extends CodecError {}
 
 const UNSIGNED_RE = /^\d{1,15}$/;
 const DURATION_RE = /^(?:\d+(?:\.\d*)?|\.\d+)$/;
+/** §4.3.2.6: an ISO/IEC 8601 date-time with time zone (what Date.parse reads of it). */
+const DATE_TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})$/;
 
 function attrValue(line: string, tag: string): string {
   return line.slice(tag.length + 1);
@@ -45,11 +51,13 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
   let version = 1; // §4.3.1.2: no EXT-X-VERSION means version 1
   let targetDuration: number | undefined;
   let mediaSequence = 0; // §4.3.3.2: absent means 0
+  let discontinuitySequence: number | undefined;
   let playlistType: 'EVENT' | 'VOD' | undefined;
   let ended = false;
   const segments: HlsSegment[] = [];
-  let pending: { duration: number; discontinuity: boolean } | undefined;
+  let pending: { duration: number; discontinuity: boolean; programDateTime?: number } | undefined;
   let discontinuity = false;
+  let programDateTime: number | undefined;
 
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!.trim();
@@ -60,6 +68,7 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
       if (ended) throw new HlsParseError(`segment after #EXT-X-ENDLIST (line ${lineNo})`, 'HLS_BAD_TAG');
       const seg: HlsSegment = { uri: line, duration: pending.duration };
       if (pending.discontinuity) seg.discontinuity = true;
+      if (pending.programDateTime !== undefined) seg.programDateTime = pending.programDateTime;
       segments.push(seg);
       pending = undefined;
       continue;
@@ -79,6 +88,16 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
       case '#EXT-X-MEDIA-SEQUENCE':
         mediaSequence = parseUnsigned(attrValue(line, tag), tag, lineNo);
         break;
+      case '#EXT-X-DISCONTINUITY-SEQUENCE':
+        discontinuitySequence = parseUnsigned(attrValue(line, tag), tag, lineNo);
+        break;
+      case '#EXT-X-PROGRAM-DATE-TIME': {
+        const v = attrValue(line, tag);
+        const ms = DATE_TIME_RE.test(v) ? Date.parse(v) : NaN;
+        if (!Number.isFinite(ms)) throw new HlsParseError(`#EXT-X-PROGRAM-DATE-TIME is not a date-time (line ${lineNo})`, 'HLS_BAD_TAG');
+        programDateTime = ms;
+        break;
+      }
       case '#EXT-X-PLAYLIST-TYPE': {
         const v = attrValue(line, tag);
         if (v !== 'EVENT' && v !== 'VOD') throw new HlsParseError(`#EXT-X-PLAYLIST-TYPE must be EVENT or VOD (line ${lineNo})`, 'HLS_BAD_TAG');
@@ -93,7 +112,9 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
         const d = comma === -1 ? body : body.slice(0, comma);
         if (!DURATION_RE.test(d)) throw new HlsParseError(`#EXTINF has a bad duration (line ${lineNo})`, 'HLS_BAD_TAG');
         pending = { duration: Number(d), discontinuity };
+        if (programDateTime !== undefined) pending.programDateTime = programDateTime;
         discontinuity = false;
+        programDateTime = undefined;
         break;
       }
       case '#EXT-X-DISCONTINUITY':
@@ -115,6 +136,7 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
   // §4.3.3.1: EXT-X-TARGETDURATION is REQUIRED.
   if (targetDuration === undefined) throw new HlsParseError('#EXT-X-TARGETDURATION is missing', 'HLS_MISSING_TARGET_DURATION');
   const p: MediaPlaylist = { version, targetDuration, mediaSequence, segments, ended };
+  if (discontinuitySequence !== undefined) p.discontinuitySequence = discontinuitySequence;
   if (playlistType !== undefined) p.playlistType = playlistType;
   return p;
 }
@@ -133,11 +155,19 @@ function assertLine(value: string, what: string): void {
 /** Writes a media playlist in the same form ffmpeg does. */
 export function serializeMediaPlaylist(p: MediaPlaylist): string {
   const out = ['#EXTM3U', `#EXT-X-VERSION:${p.version}`, `#EXT-X-TARGETDURATION:${p.targetDuration}`, `#EXT-X-MEDIA-SEQUENCE:${p.mediaSequence}`];
+  if (p.discontinuitySequence !== undefined) {
+    if (!Number.isSafeInteger(p.discontinuitySequence) || p.discontinuitySequence < 0) throw new RangeError(`discontinuity sequence ${p.discontinuitySequence} is not a non-negative integer`);
+    out.push(`#EXT-X-DISCONTINUITY-SEQUENCE:${p.discontinuitySequence}`);
+  }
   if (p.playlistType !== undefined) out.push(`#EXT-X-PLAYLIST-TYPE:${p.playlistType}`);
   for (const s of p.segments) {
     assertLine(s.uri, 'segment URI');
     if (!Number.isFinite(s.duration) || s.duration < 0) throw new RangeError(`segment duration ${s.duration} is not a non-negative number`);
     if (s.discontinuity === true) out.push('#EXT-X-DISCONTINUITY');
+    if (s.programDateTime !== undefined) {
+      if (!Number.isFinite(s.programDateTime)) throw new RangeError(`segment program date-time ${s.programDateTime} is not a time`);
+      out.push(`#EXT-X-PROGRAM-DATE-TIME:${new Date(s.programDateTime).toISOString()}`);
+    }
     out.push(`#EXTINF:${formatDuration(s.duration)},`, s.uri);
   }
   if (p.ended) out.push('#EXT-X-ENDLIST');
@@ -148,19 +178,70 @@ export function serializeMediaPlaylist(p: MediaPlaylist): string {
  * A master playlist whose variants are all the same rendition: identical EXT-X-STREAM-INF attributes
  * (§4.3.4.2) make hls.js treat them as redundant alternates of one level and fail over on a 404.
  */
-export function masterPlaylist(variants: Array<{ uri: string }>, attrs: { bandwidth?: number; codecs?: string } = {}): string {
+export function masterPlaylist(variants: Array<{ uri: string }>, attrs: { bandwidth?: number; codecs?: string; steeringUri?: string } = {}): string {
   const bandwidth = attrs.bandwidth ?? 64000;
   const codecs = attrs.codecs ?? 'mp4a.40.2';
   if (!Number.isSafeInteger(bandwidth) || bandwidth <= 0) throw new RangeError(`bandwidth ${bandwidth} is not a positive integer`);
   // §4.2: a quoted-string cannot contain a double quote, CR or LF.
   if (codecs.length === 0 || /["\r\n]/.test(codecs)) throw new RangeError('codecs is empty or holds a quote or line break');
-  const inf = `#EXT-X-STREAM-INF:BANDWIDTH=${bandwidth},CODECS="${codecs}"`;
+  let inf = `#EXT-X-STREAM-INF:BANDWIDTH=${bandwidth},CODECS="${codecs}"`;
   const out = ['#EXTM3U'];
+  if (attrs.steeringUri !== undefined) {
+    if (attrs.steeringUri.length === 0 || /["\r\n]/.test(attrs.steeringUri)) throw new RangeError('steering URI is empty or holds a quote or line break');
+    // §4.4.6.6: streams that appear later reach the player as Pathway clones of the first variant.
+    out.push(`#EXT-X-CONTENT-STEERING:SERVER-URI="${attrs.steeringUri}",PATHWAY-ID="${pathwayOfVariant(0)}"`);
+    inf += `,STABLE-VARIANT-ID="${STABLE_VARIANT_ID}"`;
+  }
   for (const v of variants) {
     assertLine(v.uri, 'variant URI');
     out.push(inf, v.uri);
   }
   return out.join('\n') + '\n';
+}
+
+/** STABLE-VARIANT-ID of every variant of a live master playlist: they are all the same rendition. */
+export const STABLE_VARIANT_ID = 'live';
+
+/**
+ * The Pathway a player gives the `index`th of a master playlist's identical variants: hls.js names
+ * redundant variants without PATHWAY-ID ".", "..", "..." in order (level-controller.ts).
+ */
+export function pathwayOfVariant(index: number): string {
+  return '.'.repeat(index + 1);
+}
+
+/** A content steering manifest (HLS content steering 1.2, VERSION 1). */
+export interface SteeringManifest {
+  VERSION: 1;
+  TTL: number;
+  'RELOAD-URI'?: string;
+  'PATHWAY-PRIORITY': string[];
+  'PATHWAY-CLONES'?: Array<{ 'BASE-ID': string; ID: string; 'URI-REPLACEMENT': { 'PER-VARIANT-URIS': Record<string, string> } }>;
+}
+
+/**
+ * The steering manifest for a player that loaded a master playlist listing the streams `listed` (in
+ * order) and now plays Pathway `current`, while `alive` are the live streams (with their playlist
+ * URIs). Streams that appeared since the master was loaded become clones of the first variant's
+ * Pathway, named by stream ID; the priority lists only live streams, the player's own first so it
+ * does not switch for nothing; a player whose stream is gone moves to the next before any request
+ * of it fails. With nothing alive, the player is left where it is.
+ */
+export function steeringManifest(o: { listed: readonly string[]; alive: ReadonlyArray<{ streamId: string; uri: string }>; current?: string; ttlS: number; reloadUri?: string }): SteeringManifest {
+  const pathwayOf = (streamId: string) => {
+    const i = o.listed.indexOf(streamId);
+    return i === -1 ? streamId : pathwayOfVariant(i);
+  };
+  const priority = o.alive.map((s) => pathwayOf(s.streamId));
+  const own = o.current !== undefined ? priority.indexOf(o.current) : -1;
+  if (own > 0) priority.unshift(...priority.splice(own, 1));
+  const clones = o.alive
+    .filter((s) => !o.listed.includes(s.streamId))
+    .map((s) => ({ 'BASE-ID': pathwayOfVariant(0), ID: s.streamId, 'URI-REPLACEMENT': { 'PER-VARIANT-URIS': { [STABLE_VARIANT_ID]: s.uri } } }));
+  const m: SteeringManifest = { VERSION: 1, TTL: o.ttlS, 'PATHWAY-PRIORITY': priority.length > 0 ? priority : [o.current ?? pathwayOfVariant(0)] };
+  if (o.reloadUri !== undefined) m['RELOAD-URI'] = o.reloadUri;
+  if (clones.length > 0) m['PATHWAY-CLONES'] = clones;
+  return m;
 }
 
 /** A copy of the playlist with `query` appended (after "?" or "&") to every segment URI, e.g. an auth code. */
@@ -170,6 +251,41 @@ export function addQueryToSegments(p: MediaPlaylist, query: string): MediaPlayli
     ...p,
     segments: p.segments.map((s) => ({ ...s, uri: query === '' ? s.uri : `${s.uri}${s.uri.includes('?') ? '&' : '?'}${query}` })),
   };
+}
+
+/**
+ * The live window of a playlist: its last `maxSegments` segments, with the media sequence (§6.2.2)
+ * and discontinuity sequence advanced past the segments dropped, and no PLAYLIST-TYPE (an EVENT
+ * playlist may not drop segments). Live listeners need only the edge; a long event's full list
+ * polled every segment by every listener costs bytes and CPU for nothing.
+ */
+export function liveWindow(p: MediaPlaylist, maxSegments: number): MediaPlaylist {
+  if (!Number.isSafeInteger(maxSegments) || maxSegments < 1) throw new RangeError(`live window of ${maxSegments} segments`);
+  const drop = Math.max(0, p.segments.length - maxSegments);
+  const { playlistType: _type, ...rest } = p;
+  const dropped = p.segments.slice(0, drop);
+  const kept = p.segments.slice(drop);
+  // §6.2.2: the discontinuity sequence counts the discontinuity tags of the removed segments. The
+  // first kept segment's own tag stays in the playlist, so it is not counted.
+  const removedTags = dropped.filter((s) => s.discontinuity === true).length;
+  const out: MediaPlaylist = { ...rest, mediaSequence: p.mediaSequence + drop, segments: kept };
+  if (removedTags > 0 || p.discontinuitySequence !== undefined) out.discontinuitySequence = (p.discontinuitySequence ?? 0) + removedTags;
+  return out;
+}
+
+/**
+ * The playlist numbered on the wall clock: its media sequence becomes its first segment's
+ * PROGRAM-DATE-TIME in units of `segmentS` (unchanged without a date). Redundant streams of one
+ * event then give the same number, within one, to the segments of the same moment: hls.js takes a
+ * Pathway switch to the same level for a continuation and asks the new stream for the number after
+ * the last one it played, so numbers counted from each stream's own start would send it off by
+ * however far apart the streams started (waiting for a number the later stream has not reached).
+ */
+export function onWallClockSequence(p: MediaPlaylist, segmentS: number): MediaPlaylist {
+  if (!(segmentS > 0)) throw new RangeError(`segment length ${segmentS} s`);
+  const date = p.segments[0]?.programDateTime;
+  if (date === undefined) return p;
+  return { ...p, mediaSequence: p.mediaSequence + Math.round(date / (segmentS * 1000)) };
 }
 
 /** The segments overlapping [startS, endS), by cumulative duration from the playlist's first segment. */

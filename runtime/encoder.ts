@@ -36,6 +36,8 @@ export const FRAME_SAMPLES = 160;
 const FRAME_MS = 20;
 /** Most PCM buffered ahead of the clock; older samples are dropped so a burst cannot add latency. */
 export const MAX_BUFFER_SAMPLES = 1600;
+/** MPEG-TS timestamps are 33 bits of a 90 kHz clock: they wrap every 2^33 / 90000 s (about 26.5 h). */
+const PTS_WRAP_S = 2 ** 33 / 90_000;
 /** A silence fill at least this long (seconds) is recorded as a gap. */
 export const GAP_MIN_S = 0.1;
 const GAP_MIN_FRAMES = Math.round((GAP_MIN_S * 1000) / FRAME_MS);
@@ -145,6 +147,8 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
   #stdin?: Writable;
   #unsubscribe?: () => void;
   #t0 = 0;
+  /** Wall-clock time (ms since the epoch) of t0: the date of media time 0. */
+  #wallT0 = 0;
   /** Frames of the timeline produced so far (the last chunk may not be written yet). */
   #framesSent = 0;
   /** PCM written ahead of the clock: a ring of MAX_BUFFER_SAMPLES, oldest at #ringHead. */
@@ -225,6 +229,14 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
 
   #run(): Promise<void> {
     const o = this.#opts;
+    // The timeline starts now; the pipe holds what ffmpeg has not read yet. Its timestamps start at
+    // the wall clock (modulo MPEG-TS's 33-bit wrap), so redundant streams of one event, started
+    // apart, carry the same timestamp for the same moment: a player failing over from one to the
+    // other places the new one's audio where it belongs (with PROGRAM-DATE-TIME to find the
+    // segment), instead of off by however far apart the streams started.
+    this.#wallT0 = Date.now();
+    this.#t0 = performance.now();
+    const tsOffsetS = ((this.#wallT0 / 1000) % PTS_WRAP_S).toFixed(6);
     const cmd = ffmpeg({ stdoutLines: 20 })
       .setFfmpegPath(o.ffmpegPath)
       // stdin by name, written directly (no PassThrough piped in between).
@@ -236,6 +248,7 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
         // G.711 carries nothing above 4 kHz: coding the empty 4-8 kHz band of the 16 kHz output
         // wastes bits and about a quarter of the encoder's CPU.
         '-c:a', 'aac', '-b:a', '32k', '-cutoff', '4000', '-ar', '16000', '-ac', '1',
+        '-output_ts_offset', tsOffsetS,
         '-f', 'hls', '-hls_time', String(o.segmentS), '-hls_list_size', '0', '-hls_playlist_type', 'event',
         '-hls_segment_filename', join(o.dir, 'seg%05d.ts'),
       );
@@ -259,8 +272,6 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
         this.#stdin?.on('error', () => {});
         // 'close' rather than 'exit': stderr is drained, so the tail is complete.
         this.#proc.once('close', (code, signal) => resolveExit(this.#onExit({ code, signal, stderrTail: this.#tail.snapshot() })));
-        // The timeline starts when ffmpeg exists; the pipe holds what it has not read yet.
-        this.#t0 = performance.now();
         this.#unsubscribe = TICKER.subscribe((now) => this.#tick(now));
       });
       cmd.on('error', (err: Error) => {
@@ -429,7 +440,7 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
     const grows = p.segments.length > this.#published.segments;
     if (!grows && !(p.ended && !this.#published.ended && p.segments.length === this.#published.segments)) return;
     const tmp = `${this.playlistPath}.tmp`;
-    await writeFile(tmp, serializeMediaPlaylist(p));
+    await writeFile(tmp, serializeMediaPlaylist(this.#dated(p)));
     await rename(tmp, this.playlistPath);
     this.#published = { segments: p.segments.length, ended: p.ended };
     for (let i = this.#segments.length; i < p.segments.length; i++) {
@@ -437,6 +448,22 @@ export class HlsEncoder extends EventEmitter<HlsEncoderEvents> implements Superv
       this.#segments.push(seg);
       this.emit('segment', seg);
     }
+  }
+
+  /**
+   * `p` with EXT-X-PROGRAM-DATE-TIME on every segment: the timeline is paced to the wall clock from
+   * t0 (a frame is due every 20 ms whatever the RTP does), so a segment's first sample was due at t0
+   * plus the durations before it. Redundant streams of one event, started apart, carry the same date
+   * for the same moment of the conference: players align them by it when they fail over.
+   */
+  #dated(p: MediaPlaylist): MediaPlaylist {
+    let at = this.#wallT0;
+    const segments = p.segments.map((s) => {
+      const seg = { ...s, programDateTime: Math.round(at) };
+      at += s.duration * 1000;
+      return seg;
+    });
+    return { ...p, segments };
   }
 
   #onExit(exit: ProcessExit): ProcessExit {

@@ -199,8 +199,10 @@ const SCRIPT = `
     fetch(url, { headers: authHeaders(), cache: 'no-store' }).then(function (r) {
       return r.ok ? r.text() : '';
     }).then(function (text) {
-      var re = /\\/[sa]\\/([^/?#\\s]+)\\/[^?#\\s]*\\?a=([^&#\\s]+)/g, m;
-      while ((m = re.exec(text))) codes[m[1]] = m[2];
+      var re = /\\/[sa]\\/([^/?#\\s]+)\\/[^?#\\s]*\\?a=([^&#\\s]+)/g, m, n = 0;
+      while ((m = re.exec(text))) { codes[m[1]] = m[2]; n++; }
+      // Streams started since the player loaded reach hls.js by content steering: count them too.
+      if (kind === 'live' && n > 0) variants = n;
     }).catch(function () { /* the next refresh or a reload will do */ });
   }
 
@@ -224,7 +226,7 @@ const SCRIPT = `
       xhrSetup: function (xhr, url) {
         var u = freshUrl(url);
         xhr.open('GET', u, true);
-        if (password && /\\/(live|archive)\\.m3u8(\\?|$)/.test(u)) xhr.setRequestHeader('X-Event-Password', password);
+        if (password && /\\/((live|archive)\\.m3u8|steering\\.json)(\\?|$)/.test(u)) xhr.setRequestHeader('X-Event-Password', password);
       }
     };
     if (kind === 'live') {
@@ -241,7 +243,9 @@ const SCRIPT = `
       // buffer and stalls.
       cfg.initialLiveManifestSize = 3;
       var leaveIfRedundant = function (retryConfig, retryCount, isTimeout, response, retry) {
-        return isTimeout && variants > 1 ? false : retry;
+        // The steering manifest's priority lists the streams live now (those started since included).
+        var live = hls && hls.pathwayPriority ? hls.pathwayPriority.length : variants;
+        return isTimeout && Math.max(live, variants) > 1 ? false : retry;
       };
       var policy = function (maxLoadTimeMs, retries) {
         return { default: {
@@ -254,6 +258,8 @@ const SCRIPT = `
       cfg.playlistLoadPolicy = policy(8000, 2);
       cfg.fragLoadPolicy = policy(20000, 4);
     }
+    // Support: ?debug=1 on the page URL logs hls.js's decisions to the browser console.
+    if (/[?&]debug=1(&|$)/.test(location.search)) cfg.debug = true;
     var h = new window.Hls(cfg);
     hls = h;
     h.on(window.Hls.Events.ERROR, function (evt, data) {

@@ -4,10 +4,14 @@ import {
   addQueryToSegments,
   archivePlaylist,
   HlsParseError,
+  liveWindow,
   masterPlaylist,
+  onWallClockSequence,
   parseMediaPlaylist,
+  pathwayOfVariant,
   serializeMediaPlaylist,
   sliceSegments,
+  steeringManifest,
   type MediaPlaylist,
 } from '../../codecs/hls.ts';
 
@@ -72,7 +76,7 @@ describe('hls', () => {
   });
 
   it('parseMediaPlaylist() defaults version to 1 and media sequence to 0, and skips unknown tags, comments and titles', () => {
-    const text = '#EXTM3U\n#EXT-X-TARGETDURATION:10\n# a comment\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T10:00:00Z\n#EXTINF:9.5,Title here\nhttp://x/1.ts\n';
+    const text = '#EXTM3U\n#EXT-X-TARGETDURATION:10\n# a comment\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXTINF:9.5,Title here\nhttp://x/1.ts\n';
     assert.deepEqual(parseMediaPlaylist(text), { version: 1, targetDuration: 10, mediaSequence: 0, ended: false, segments: [{ uri: 'http://x/1.ts', duration: 9.5 }] });
   });
 
@@ -251,5 +255,103 @@ describe('hls', () => {
 
   it('archivePlaylist([]) is an empty ended VOD playlist', () => {
     assert.deepEqual(parseMediaPlaylist(archivePlaylist([])), { version: 3, targetDuration: 1, mediaSequence: 0, playlistType: 'VOD', ended: true, segments: [] });
+  });
+  describe('redundant live streams (issue 4: streams started apart)', () => {
+    const PDT = Date.parse('2026-12-03T08:00:00.000Z');
+    const live: MediaPlaylist = {
+      version: 3,
+      targetDuration: 2,
+      mediaSequence: 0,
+      playlistType: 'EVENT',
+      ended: false,
+      segments: Array.from({ length: 10 }, (_, i) => ({ uri: `seg${String(i).padStart(5, '0')}.ts`, duration: 2, programDateTime: PDT + i * 2000 })),
+    };
+
+    it('EXT-X-PROGRAM-DATE-TIME (§4.3.2.6) is written before its segment in ISO 8601 with ms and Z, and parsed back', () => {
+      const text = serializeMediaPlaylist(live);
+      assert.match(text, /#EXT-X-PROGRAM-DATE-TIME:2026-12-03T08:00:02\.000Z\n#EXTINF:2\.000000,\nseg00001\.ts\n/);
+      assert.deepEqual(parseMediaPlaylist(text), live);
+    });
+
+    it('parseMediaPlaylist() reads a PROGRAM-DATE-TIME with an offset and applies it to the next segment only', () => {
+      const p = parseMediaPlaylist('#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:2026-12-03T09:00:00.500+01:00\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n');
+      assert.deepEqual(p.segments, [{ uri: 'a.ts', duration: 2, programDateTime: PDT + 500 }, { uri: 'b.ts', duration: 2 }]);
+    });
+
+    for (const bad of ['yesterday', '2026-12-03', '2026-12-03T08:00:00', '2026-13-45T99:00:00Z']) {
+      it(`parseMediaPlaylist() refuses PROGRAM-DATE-TIME ${JSON.stringify(bad)} with HLS_BAD_TAG`, () => {
+        parseFails(`#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:${bad}\n#EXTINF:2,\na.ts\n`, 'HLS_BAD_TAG');
+      });
+    }
+
+    it('EXT-X-DISCONTINUITY-SEQUENCE (§4.3.3.3) round-trips; a negative or fractional one is refused on writing', () => {
+      const p = { ...live, discontinuitySequence: 123456 };
+      const text = serializeMediaPlaylist(p);
+      assert.match(text, /#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:123456\n/);
+      assert.deepEqual(parseMediaPlaylist(text), p);
+      assert.throws(() => serializeMediaPlaylist({ ...live, discontinuitySequence: -1 }), RangeError);
+      assert.throws(() => serializeMediaPlaylist({ ...live, discontinuitySequence: 1.5 }), RangeError);
+    });
+
+    it('liveWindow() keeps the last N segments, advances the media sequence past the dropped ones and drops PLAYLIST-TYPE', () => {
+      const w = liveWindow(live, 4);
+      assert.deepEqual(w.segments, live.segments.slice(6));
+      assert.equal(w.mediaSequence, 6);
+      assert.equal(w.playlistType, undefined);
+      assert.equal(w.discontinuitySequence, undefined);
+      assert.deepEqual(liveWindow(live, 20).segments, live.segments);
+      assert.equal(liveWindow(live, 20).mediaSequence, 0);
+      assert.throws(() => liveWindow(live, 0), RangeError);
+    });
+
+    it('liveWindow() counts the DISCONTINUITY tags of dropped segments into the discontinuity sequence (§6.2.2), not the first kept one', () => {
+      const segments = live.segments.map((s, i) => (i === 2 || i === 6 ? { ...s, discontinuity: true } : s));
+      const w = liveWindow({ ...live, segments, discontinuitySequence: 5 }, 4);
+      // Segment 6 is kept with its own tag: only segment 2's tag was removed.
+      assert.equal(w.discontinuitySequence, 6);
+      assert.equal(w.segments[0]!.discontinuity, true);
+      assert.equal(liveWindow({ ...live, segments }, 3).discontinuitySequence, 2);
+    });
+
+    it('onWallClockSequence() numbers two streams started 7.3 s apart alike for the same moment (within one)', () => {
+      const started = (at: number): MediaPlaylist => ({ ...live, segments: live.segments.map((seg, i) => ({ ...seg, programDateTime: at + i * 2000 })) });
+      const a = onWallClockSequence(started(PDT), 2);
+      const b = onWallClockSequence(started(PDT + 7300), 2);
+      assert.equal(a.mediaSequence, Math.round(PDT / 2000));
+      // b's first segment is a's fourth (and a third): numbers agree within one segment.
+      assert.ok(Math.abs(b.mediaSequence - (a.mediaSequence + 3.65)) <= 0.5, `${b.mediaSequence - a.mediaSequence}`);
+      assert.equal(onWallClockSequence({ ...live, segments: [{ uri: 'x.ts', duration: 2 }] }, 2).mediaSequence, 0, 'no date, no change');
+      assert.equal(liveWindow(a, 4).mediaSequence, a.mediaSequence + 6);
+    });
+
+    it('masterPlaylist() with a steering URI: EXT-X-CONTENT-STEERING on Pathway "." and the same STABLE-VARIANT-ID on every variant', () => {
+      const text = masterPlaylist([{ uri: '/s/a/index.m3u8' }, { uri: '/s/b/index.m3u8' }], { steeringUri: 'steering.json?s=a,b' });
+      const lines = text.trim().split('\n');
+      assert.equal(lines[1], '#EXT-X-CONTENT-STEERING:SERVER-URI="steering.json?s=a,b",PATHWAY-ID="."');
+      const inf = lines.filter((l) => l.startsWith('#EXT-X-STREAM-INF'));
+      assert.equal(inf.length, 2);
+      assert.equal(inf[0], inf[1]);
+      assert.match(inf[0]!, /,STABLE-VARIANT-ID="live"$/);
+      assert.throws(() => masterPlaylist([{ uri: 'x' }], { steeringUri: 'a"b' }), RangeError);
+    });
+
+    it('steeringManifest(): listed streams keep the Pathways hls.js gave them, the player\'s own first', () => {
+      assert.deepEqual([0, 1, 2].map(pathwayOfVariant), ['.', '..', '...']);
+      const m = steeringManifest({ listed: ['a', 'b'], alive: [{ streamId: 'a', uri: '/s/a' }, { streamId: 'b', uri: '/s/b' }], current: '..', ttlS: 4 });
+      assert.deepEqual(m, { VERSION: 1, TTL: 4, 'PATHWAY-PRIORITY': ['..', '.'] });
+    });
+
+    it('steeringManifest(): a stream started since the master was loaded is a clone of Pathway "." with its own playlist URI', () => {
+      const m = steeringManifest({ listed: ['a'], alive: [{ streamId: 'a', uri: '/s/a?x=1' }, { streamId: 'c', uri: '/s/c?x=2' }], current: '.', ttlS: 4, reloadUri: 'r' });
+      assert.deepEqual(m['PATHWAY-PRIORITY'], ['.', 'c']);
+      assert.deepEqual(m['PATHWAY-CLONES'], [{ 'BASE-ID': '.', ID: 'c', 'URI-REPLACEMENT': { 'PER-VARIANT-URIS': { live: '/s/c?x=2' } } }]);
+      assert.equal(m['RELOAD-URI'], 'r');
+    });
+
+    it('steeringManifest(): a dead stream leaves the priority, so its player moves on; with nothing alive the player stays', () => {
+      const m = steeringManifest({ listed: ['a', 'b'], alive: [{ streamId: 'b', uri: '/s/b' }], current: '.', ttlS: 4 });
+      assert.deepEqual(m['PATHWAY-PRIORITY'], ['..']);
+      assert.deepEqual(steeringManifest({ listed: ['a'], alive: [], current: '.', ttlS: 4 })['PATHWAY-PRIORITY'], ['.']);
+    });
   });
 });

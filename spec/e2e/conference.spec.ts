@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseMediaPlaylist } from '../../codecs/hls.ts';
 import { sine, toneFrequency } from '../../codecs/tones.ts';
 import { describePcm, toneLevel, writeWav } from '../support/audio.ts';
 import { startBaresip, type Baresip } from '../support/baresip.ts';
-import { decodeHls } from '../support/hls-client.ts';
+import { decodeHls, segmentsListed } from '../support/hls-client.ts';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -85,7 +84,7 @@ describe('conference: two baresip callers on one event hear each other, not them
     const bLiveAt = Date.now();
     const segmentCount = async () => {
       const r = await fetch(variant);
-      return r.status === 200 ? parseMediaPlaylist(await r.text()).segments.length : 0;
+      return r.status === 200 ? segmentsListed(await r.text()) : 0;
     };
     const segmentsAtBothLive = await segmentCount();
     const conf = (await node.api('GET', '/api/cluster')).body.voiceServers[0].conferences.find((c: { eventId: string }) => c.eventId === eventId);

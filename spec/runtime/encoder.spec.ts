@@ -55,7 +55,9 @@ for (const [label, ffmpegPath] of [['static build', STATIC_FFMPEG], ['Debian 5.1
     it('start() + 5 s of 1 kHz sine + stop() gives a finished playlist of ≥ 2 segments that decodes to 1 kHz of the fed length', async (t) => {
       const dir = outDir();
       const t0 = performance.now();
+      const wall0 = Date.now();
       const enc = await HlsEncoder.start({ ffmpegPath, dir, segmentS: 2, context: 'spec' });
+      const wallReady = Date.now();
       const startedMs = performance.now() - t0;
       const segments: EncodedSegment[] = [];
       let firstSegmentMs: number | undefined;
@@ -73,6 +75,19 @@ for (const [label, ffmpegPath] of [['static build', STATIC_FFMPEG], ['Debian 5.1
       assert.match(playlist, /#EXT-X-ENDLIST\s*$/);
       assert.match(playlist, /#EXT-X-PLAYLIST-TYPE:EVENT/);
       assert.match(playlist, /^seg00000\.ts$/m);
+      // Every segment is dated on the wall clock the timeline is paced to: the first at the encoder's
+      // start, each next one the durations before it later (players align redundant streams by it).
+      const dated = parseMediaPlaylist(playlist).segments;
+      assert.ok(dated[0]!.programDateTime! >= wall0 - 5 && dated[0]!.programDateTime! <= wallReady + 5, `first segment dated ${dated[0]!.programDateTime! - wall0} ms after start()`);
+      // And the timestamps inside are that wall clock too (modulo the 33-bit wrap; plus the muxer's
+      // fixed 1.4 s delay), so two streams of one event agree on them.
+      const probe = await run('/usr/bin/ffprobe', ['-v', 'error', '-show_entries', 'format=start_time', '-of', 'csv=p=0', join(dir, 'seg00000.ts')]);
+      const wallS = (dated[0]!.programDateTime! / 1000) % (2 ** 33 / 90_000);
+      assert.ok(Math.abs(Number(probe.stdout.trim()) - 1.4 - wallS) < 0.2, `first PTS ${probe.stdout.trim()} s for wall ${wallS.toFixed(3)} s`);
+      dated.reduce((at, seg) => {
+        assert.ok(Math.abs(seg.programDateTime! - at) <= 1, `${seg.uri} dated ${seg.programDateTime}, expected ${at}`);
+        return at + seg.duration * 1000;
+      }, dated[0]!.programDateTime!);
       assert.ok(segments.length >= 2, `segments: ${segments.length}`);
       assert.deepEqual(segments.map((s) => s.index), segments.map((_, i) => i));
       assert.equal(alive(pid), false);

@@ -21,3 +21,12 @@ export async function decodeHls(url: string, seconds: number, startAt?: number):
 export function playlistSeconds(text: string): number {
   return parseMediaPlaylist(text).segments.reduce((s, x) => s + x.duration, 0);
 }
+
+/**
+ * How far a live media playlist has got: its media sequence plus its segment count. Live playlists
+ * list only the last few segments (attendee access's live window), so their length stops growing.
+ */
+export function segmentsListed(text: string): number {
+  const p = parseMediaPlaylist(text);
+  return p.mediaSequence + p.segments.length;
+}
