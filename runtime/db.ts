@@ -66,6 +66,10 @@ export async function openPostgres(url: string, logger?: DbLogger, migrations: r
   };
   try {
     const client = await pool.connect();
+    // A checked-out client has no pool listener: PostgreSQL stopping during the migrations would emit
+    // an unhandled 'error' ("Connection terminated unexpectedly") and crash the node. The query fails anyway.
+    const onClientError = (err: Error) => logger?.warn(`postgres connection lost during migrations [code:${(err as { code?: string }).code ?? '-'}] ${err.message}`);
+    client.on('error', onClientError);
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -75,7 +79,8 @@ export async function openPostgres(url: string, logger?: DbLogger, migrations: r
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.release(); // the pool's idle listener takes over
+      client.off('error', onClientError);
     }
   } catch (err) {
     await close().catch(() => undefined);
@@ -307,7 +312,54 @@ async function startPgliteHost(dir: string, logger: DbLogger | undefined, migrat
   };
 }
 
-/** The node's reporting database: PostgreSQL when `dbUrl` is set, else PGlite at `<dataDir>/db`. */
+/** The node's reporting database: PostgreSQL when `dbUrl` is set, else PGlite at `<dataDir>/db` (shared in the process). */
 export function openDb(config: JitcastConfig, logger?: DbLogger): Promise<Db> {
-  return config.dbUrl ? openPostgres(config.dbUrl, logger) : openPglite(join(config.dataDir, 'db'), logger);
+  return config.dbUrl ? openPostgres(config.dbUrl, logger) : openSharedPglite(join(config.dataDir, 'db'), logger);
+}
+
+/**
+ * One PGlite host per directory in this process, shared by every opener (the event actor's writer,
+ * the usage actor): two hosts on one directory would corrupt it. Each opener's `close()` releases
+ * its share; the last one closes the host. A host that died is dropped, so the next open starts anew.
+ */
+const pgliteShares = new Map<string, { db: Promise<PgliteDb>; refs: number }>();
+/** Hosts closing, by directory: a new host on the directory starts only once the old one is gone. */
+const pgliteClosing = new Map<string, Promise<void>>();
+
+function openSharedPglite(dir: string, logger?: DbLogger): Promise<Db> {
+  let share = pgliteShares.get(dir);
+  if (!share) {
+    const s = { db: (pgliteClosing.get(dir) ?? Promise.resolve()).catch(() => undefined).then(() => openPglite(dir, logger)), refs: 0 };
+    s.db.catch(() => pgliteShares.get(dir) === s && pgliteShares.delete(dir));
+    pgliteShares.set(dir, s);
+    share = s;
+  }
+  const s = share;
+  s.refs++;
+  return s.db.then(
+    (db) => {
+      let released = false;
+      return {
+        pid: db.pid,
+        query: <T>(sql: string, params?: unknown[]) =>
+          db.query<T>(sql, params).catch((err: unknown) => {
+            if (err instanceof PgliteHostDiedError && pgliteShares.get(dir) === s) pgliteShares.delete(dir);
+            throw err;
+          }),
+        async close() {
+          if (released) return;
+          released = true;
+          if (--s.refs > 0) return;
+          if (pgliteShares.get(dir) === s) pgliteShares.delete(dir);
+          const closing = db.close().finally(() => pgliteClosing.get(dir) === closing && pgliteClosing.delete(dir));
+          pgliteClosing.set(dir, closing);
+          await closing;
+        },
+      };
+    },
+    (err: unknown) => {
+      s.refs--;
+      throw err;
+    },
+  );
 }

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { openPglite, openPostgres, type Db, type PgliteDb } from '../../runtime/db.ts';
 import { ReportingWriter, UPSERT_EVENT_SQL, upsertParams } from '../../runtime/reporting.ts';
 import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
+import { reconcileOnce } from '../../runtime/reconcile.ts';
 
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const FAST = { minBackoffMs: 20, maxBackoffMs: 200 };
@@ -87,6 +88,21 @@ describe('runtime/reporting ReportingWriter on PGlite', () => {
     await w.drain(10_000);
     const rows = await reader.query<Row>(`SELECT archive FROM events WHERE event_id = '10000041'`);
     assert.deepEqual(rows[0]!.archive, [{ streamId: 's1', start: 0, end: 12.5 }]);
+    await w.close();
+  });
+
+  it('reconcileOnce() through withDb() writes the event PGlite lacks and leaves the one it has', async () => {
+    const w = new ReportingWriter(async () => shared(), undefined, FAST);
+    const had = info('10000066', 'reserved', '2026-01-01T00:50:00.000Z');
+    const lacked = info('10000074', 'live', '2026-01-01T00:50:00.000Z');
+    w.enqueueEvent(had);
+    await w.drain(10_000);
+    const byId = new Map([had, lacked].map((i) => [i.eventId, i]));
+    const source = { listEventIds: async () => [...byId.keys()], getEventInfo: async (id: string) => byId.get(id)! };
+    const counts = await w.withDb((db) => reconcileOnce(source, db));
+    assert.deepEqual(counts, { stored: 2, missing: 1, stale: 0, unchanged: 1, unreadable: 0 });
+    const rows = await reader.query<Row>(`SELECT event_id, status FROM events WHERE event_id IN ('10000066','10000074') ORDER BY event_id`);
+    assert.deepEqual(rows.map((r) => [r.event_id, r.status]), [['10000066', 'reserved'], ['10000074', 'live']]);
     await w.close();
   });
 

@@ -1,0 +1,501 @@
+/**
+ * The reporting-DB writes of a cluster as BullMQ jobs in Redis (issue 5 "Asynchronous database"):
+ * the event actor's states reach PostgreSQL even when PostgreSQL is down for a while or the node that
+ * produced them is killed before they land.
+ *
+ * Producer (`DbQueueProducer`, a ReportingSink): `enqueueEvent` returns at once; states wait in
+ * memory only until the next flush (a few ms), pending states of one event coalescing to the latest,
+ * then go to Redis in one `addBulk`. Each job's ID is `ev-<eventId>-<version>`, so a state sent twice
+ * (a retried flush whose first answer was lost) is one job. Redis away: the states stay in memory and
+ * the flush retries with back-off. What a node held in memory when it died is found again by the
+ * start-up reconciliation (runtime/reconcile.ts), since event-info.xml was stored first.
+ *
+ * Worker (`DbQueueWorker`): runs on every node with the event role in cluster mode. Any surviving
+ * node drains what another one queued, no election is needed because the upsert is idempotent and
+ * guarded by `version` (an older state never overwrites a newer one, whichever worker and whatever
+ * order), and each node's PostgreSQL pool stays small. A write that fails because PostgreSQL is
+ * unreachable does not fail the job: the job stays active (its lock renewed) while one probe per
+ * worker retries the database with exponential back-off from `minBackoffMs` up to `maxBackoffMs`
+ * (config `dbRetryMaxS`, 30 s); every waiting job goes on when the probe succeeds. So an outage of
+ * any length uses up no attempt. Any other failure (the database answers but refuses the row) is an
+ * ordinary failed attempt, retried by BullMQ with the same capped back-off, DB_JOB_ATTEMPTS times.
+ * A worker killed with jobs active leaves them locked for at most DB_LOCK_MS; BullMQ's stalled check
+ * on any other worker (or the same node restarted) moves them back to wait.
+ *
+ * Keys: BullMQ prefix `jitcast:<namespace>`, queue `reporting-db`, i.e. `jitcast:<namespace>:reporting-db:*`.
+ */
+import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { EventInfo } from './contracts.ts';
+import type { Db, DbLogger } from './db.ts';
+import { redactUrl } from './redis.ts';
+import { UPSERT_EVENT_SQL, VersionClock, upsertParams, type ReportingSink } from './reporting.ts';
+
+/** Queue name (under the BullMQ prefix `jitcast:<namespace>`). */
+export const DB_QUEUE = 'reporting-db';
+/** Failed attempts (the database answered with an error) before BullMQ gives a job up. An outage uses none. */
+export const DB_JOB_ATTEMPTS = 1_000_000;
+/** Lock of an active job, renewed every half: a killed worker's jobs are free again this long after. */
+export const DB_LOCK_MS = 5_000;
+/** How often a worker looks for stalled jobs. */
+export const DB_STALLED_CHECK_MS = 2_000;
+/** Most states one flush sends to Redis. */
+const FLUSH_BATCH = 500;
+
+/** What one job carries: the state and its version. */
+export interface DbJobData {
+  eventId: string;
+  version: number;
+  info: EventInfo;
+  /** Node that queued it (for logs). */
+  by: string;
+}
+
+/** `jitcast:<namespace>`: BullMQ puts `:<queue>:…` after it. */
+export function dbQueuePrefix(namespace: string): string {
+  return `jitcast:${namespace}`;
+}
+
+/** The job ID of one state: BullMQ refuses IDs that parse as integers, hence the `ev-`. */
+export function dbJobId(eventId: string, version: number): string {
+  return `ev-${eventId}-${version}`;
+}
+
+/** Exponential back-off from `minMs`, doubling per attempt, capped at `maxMs`. */
+export function backoffMs(attempt: number, minMs: number, maxMs: number): number {
+  return Math.min(maxMs, minMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30));
+}
+
+/** The options of every job (the back-off itself is the worker's `backoffStrategy`). */
+export function jobOptions(eventId: string, version: number): JobsOptions {
+  return {
+    jobId: dbJobId(eventId, version),
+    attempts: DB_JOB_ATTEMPTS,
+    backoff: { type: 'capped' },
+    removeOnComplete: true,
+    removeOnFail: 1000,
+  };
+}
+
+/** Where the queue lives. */
+export interface DbQueueTarget {
+  url: string;
+  namespace: string;
+}
+
+/** Tuning shared by producer and worker. */
+export interface DbQueueTuning {
+  /** First retry delay, in ms. Default 200. */
+  minBackoffMs?: number;
+  /** Longest retry delay, in ms. Default 30000. */
+  maxBackoffMs?: number;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function connectionOptions(namespace: string, name: string, extra: RedisOptions): RedisOptions {
+  return {
+    connectionName: `jitcast:${namespace}:${name}`,
+    connectTimeout: 2000,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 10), 2000),
+    ...extra,
+  };
+}
+
+/** Options of `DbQueueProducer`. */
+export interface DbQueueProducerOptions extends DbQueueTarget, DbQueueTuning {
+  nodeId: string;
+  logger?: DbLogger;
+  /** How long states gather before a flush, in ms. Default 2. */
+  flushDelayMs?: number;
+  /** A flush Redis does not answer within this fails and is retried, in ms. Default 5000. */
+  flushTimeoutMs?: number;
+}
+
+interface Pending {
+  info: EventInfo;
+  version: number;
+}
+
+/** The event actor's side of the queue: states in, BullMQ jobs out. */
+export class DbQueueProducer implements ReportingSink {
+  readonly #opts: DbQueueProducerOptions;
+  readonly #client: Redis;
+  readonly #queue: Queue<DbJobData>;
+  readonly #clock = new VersionClock();
+  // Insertion order is the order of first enqueue; a newer state of the same event replaces its value.
+  readonly #pending = new Map<string, Pending>();
+  readonly #where: string;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #failures = 0;
+  #closed = false;
+  #idleWaiters: Array<() => void> = [];
+  /** States handed to Redis since start. */
+  sent = 0;
+
+  constructor(opts: DbQueueProducerOptions) {
+    this.#opts = opts;
+    this.#where = `redis:${redactUrl(opts.url)} queue:${dbQueuePrefix(opts.namespace)}:${DB_QUEUE}`;
+    // One retry per command: a flush fails fast when Redis is away and is retried by the producer.
+    this.#client = new Redis(opts.url, connectionOptions(opts.namespace, 'db-queue', { maxRetriesPerRequest: 1 }));
+    let lastError = '';
+    this.#client.on('error', (err: Error) => {
+      if (message(err) !== lastError) opts.logger?.warn(`reporting queue redis error [${this.#where}] ${(lastError = message(err))}`);
+    });
+    this.#client.on('ready', () => (lastError = ''));
+    this.#queue = new Queue<DbJobData>(DB_QUEUE, { connection: this.#client, prefix: dbQueuePrefix(opts.namespace) });
+    this.#queue.on('error', () => undefined); // the client's listener reports it
+  }
+
+  /** Queues the state; returns at once and never throws. */
+  enqueueEvent(info: EventInfo, version?: number): void {
+    try {
+      if (this.#closed) {
+        this.#opts.logger?.warn(`reporting write after close dropped [event:${info?.eventId}]`);
+        return;
+      }
+      if (version !== undefined) this.#clock.saw(info.eventId, version);
+      else version = this.#clock.next(info, (id) => this.#pending.has(id));
+      const known = this.#pending.get(info.eventId);
+      if (known && known.version > version) return; // an older state arriving late: the newer one stands
+      this.#pending.set(info.eventId, { info: structuredClone(info), version });
+      this.#schedule(this.#opts.flushDelayMs ?? 2);
+    } catch (err) {
+      this.#opts.logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${message(err)}`);
+    }
+  }
+
+  /** States not yet handed to Redis. */
+  depth(): number {
+    return this.#pending.size;
+  }
+
+  /** Jobs in Redis not yet written (waiting, active, delayed), from every node. */
+  async queued(): Promise<number> {
+    const c = await this.#queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  /** Resolves once every state given so far is in Redis; rejects after `timeoutMs`. */
+  drain(timeoutMs = 30_000): Promise<void> {
+    if (this.#pending.size === 0 && !this.#flushing) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+        reject(new Error(`reporting queue not flushed to redis within ${timeoutMs} ms [depth:${this.#pending.size}]`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#idleWaiters.push(done);
+    });
+  }
+
+  /** Gives pending states a short last chance to reach Redis, then closes. Idempotent. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.#closed) return;
+    await this.drain(graceMs).catch(() => undefined);
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#flushing;
+    if (this.#pending.size > 0) {
+      // Not lost: event-info.xml holds them and the next start-up reconciliation writes them.
+      this.#opts.logger?.warn(`reporting queue closed with states not in redis [depth:${this.#pending.size}]: reconciliation will write them`);
+    }
+    await this.#queue.close().catch(() => undefined);
+    this.#client.disconnect(false);
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer || this.#flushing || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#flushing = this.#flush().finally(() => {
+        this.#flushing = undefined;
+        if (this.#pending.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+        else if (!this.#closed) this.#schedule(this.#failures > 0 ? backoffMs(this.#failures, this.#opts.minBackoffMs ?? 200, this.#opts.maxBackoffMs ?? 30_000) : 0);
+      });
+    }, delayMs);
+  }
+
+  async #flush(): Promise<void> {
+    const batch: Array<[string, Pending]> = [];
+    for (const entry of this.#pending) {
+      batch.push(entry);
+      if (batch.length >= FLUSH_BATCH) break;
+    }
+    if (batch.length === 0) return;
+    const timeoutMs = this.#opts.flushTimeoutMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const add = this.#queue.addBulk(
+        batch.map(([eventId, p]) => ({ name: 'upsert', data: { eventId, version: p.version, info: p.info, by: this.#opts.nodeId }, opts: jobOptions(eventId, p.version) })),
+      );
+      await Promise.race([
+        add,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`redis did not answer in ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      // A newer state enqueued during the add keeps its place and goes with the next flush.
+      for (const [eventId, p] of batch) if (this.#pending.get(eventId) === p) this.#pending.delete(eventId);
+      this.sent += batch.length;
+      if (this.#failures > 0) this.#opts.logger?.info(`reporting queue reaches redis again [after:${this.#failures} failures depth:${this.#pending.size}]`);
+      this.#failures = 0;
+    } catch (err) {
+      this.#failures++;
+      const retryIn = backoffMs(this.#failures, this.#opts.minBackoffMs ?? 200, this.#opts.maxBackoffMs ?? 30_000);
+      if (this.#failures === 1 || this.#failures % 10 === 0) {
+        this.#opts.logger?.warn(`reporting states not queued, keeping them in memory [${this.#where} attempt:${this.#failures} retryInMs:${retryIn} depth:${this.#pending.size}] ${message(err)}`);
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+}
+
+/** A database outage as the worker sees it. */
+interface Outage {
+  /** Resolves when the database answers again (or the worker closes). */
+  up: Promise<void>;
+  release: () => void;
+  /** Cuts the probe's current sleep short. */
+  wake: () => void;
+  since: number;
+  aborted: boolean;
+}
+
+/** Options of `DbQueueWorker`. */
+export interface DbQueueWorkerOptions extends DbQueueTarget, DbQueueTuning {
+  /** Opens the database (PostgreSQL); called again after a failure. */
+  openDb: () => Promise<Db>;
+  logger?: DbLogger;
+  /** Jobs written at once. Default 8. */
+  concurrency?: number;
+  /** Called after each row written (specs, metrics). */
+  onWritten?: (data: DbJobData) => void;
+}
+
+/** A node's worker on the reporting queue: writes each job's state to PostgreSQL, waiting out outages. */
+export class DbQueueWorker {
+  readonly worker: Worker<DbJobData>;
+  readonly #opts: DbQueueWorkerOptions;
+  readonly #client: Redis;
+  readonly #where: string;
+  #db: Db | undefined;
+  #opening: Promise<Db> | undefined;
+  /** Set while the database is down: every job waits on it. */
+  #outage: Outage | undefined;
+  #closing: Promise<void> | undefined;
+  /** Rows written since start. */
+  written = 0;
+
+  constructor(opts: DbQueueWorkerOptions) {
+    this.#opts = opts;
+    this.#where = `redis:${redactUrl(opts.url)} queue:${dbQueuePrefix(opts.namespace)}:${DB_QUEUE}`;
+    // A Worker's blocking fetch needs maxRetriesPerRequest null (runtime/archive-queue.ts).
+    this.#client = new Redis(opts.url, connectionOptions(opts.namespace, 'db-worker', { maxRetriesPerRequest: null }));
+    let lastError = '';
+    this.#client.on('error', (err: Error) => {
+      if (message(err) !== lastError) opts.logger?.warn(`reporting worker redis error [${this.#where}] ${(lastError = message(err))}`);
+    });
+    this.#client.on('ready', () => (lastError = ''));
+    const min = opts.minBackoffMs ?? 200;
+    const max = opts.maxBackoffMs ?? 30_000;
+    this.worker = new Worker<DbJobData>(DB_QUEUE, (job) => this.#process(job), {
+      connection: this.#client,
+      prefix: dbQueuePrefix(opts.namespace),
+      concurrency: opts.concurrency ?? 8,
+      lockDuration: DB_LOCK_MS,
+      stalledInterval: DB_STALLED_CHECK_MS,
+      maxStalledCount: DB_JOB_ATTEMPTS,
+      settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, min, max) },
+    });
+    this.worker.on('error', (err) => {
+      if (message(err) !== lastError) opts.logger?.warn(`reporting worker error [${this.#where}] ${(lastError = message(err))}`);
+    });
+    this.worker.on('failed', (job, err) => {
+      if (this.#closing) return;
+      opts.logger?.warn(`reporting write failed, retrying [event:${job?.data?.eventId ?? '?'} version:${job?.data?.version ?? '?'} attempt:${job?.attemptsMade ?? '?'}] ${message(err)}`);
+    });
+  }
+
+  /** Resolves once the worker is connected and fetching jobs. */
+  async ready(): Promise<void> {
+    await this.worker.waitUntilReady();
+  }
+
+  /** Whether the worker is waiting for the database to come back. */
+  get waitingForDb(): boolean {
+    return this.#outage !== undefined;
+  }
+
+  /** Runs `fn` on the worker's database, waiting out an outage first; rejects once closing. */
+  async withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+    for (;;) {
+      if (this.#closing) throw new Error('reporting worker closing');
+      if (this.#outage) await this.#outage.up;
+      if (this.#closing) throw new Error('reporting worker closing');
+      let db: Db;
+      try {
+        db = await this.#ensureDb();
+      } catch (err) {
+        this.#down(err);
+        continue;
+      }
+      try {
+        return await fn(db);
+      } catch (err) {
+        if (this.#closing) throw err;
+        // The database answers a probe: the statement itself failed, an ordinary failed attempt.
+        if (await this.#answers(db)) throw err;
+        this.#down(err);
+      }
+    }
+  }
+
+  async #process(job: Job<DbJobData>): Promise<void> {
+    const { info, version } = job.data;
+    await this.withDb((db) => db.query(UPSERT_EVENT_SQL, upsertParams(info, version)));
+    this.written++;
+    this.#opts.onWritten?.(job.data);
+  }
+
+  async #answers(db: Db): Promise<boolean> {
+    try {
+      await db.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Enters (or stays in) an outage: one probe loop retries with back-off until the database answers. */
+  #down(err: unknown): void {
+    if (this.#outage || this.#closing) return;
+    let release!: () => void;
+    const up = new Promise<void>((r) => (release = r));
+    const outage: Outage = { up, release, wake: () => undefined, since: Date.now(), aborted: false };
+    this.#outage = outage;
+    this.#opts.logger?.warn(`reporting DB unreachable: queued writes wait in redis [${this.#where}] ${message(err)}`);
+    void this.#probe(outage);
+  }
+
+  async #probe(outage: Outage): Promise<void> {
+    const min = this.#opts.minBackoffMs ?? 200;
+    const max = this.#opts.maxBackoffMs ?? 30_000;
+    let attempt = 0;
+    let last = '';
+    while (!outage.aborted) {
+      await this.#closeDb();
+      const delay = backoffMs(++attempt, min, max);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        outage.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      if (outage.aborted) break;
+      try {
+        const db = await this.#ensureDb();
+        await db.query('SELECT 1');
+        this.#opts.logger?.info(`reporting DB reachable again: writing queued jobs [after:${Date.now() - outage.since} ms probes:${attempt}]`);
+        break;
+      } catch (err) {
+        // One line when the error changes and one every ten probes: an outage stays visible without flooding.
+        if (message(err) !== last || attempt % 10 === 0) {
+          this.#opts.logger?.warn(`reporting DB still unreachable [for:${Date.now() - outage.since} ms probe:${attempt} retryInMs:${backoffMs(attempt + 1, min, max)}] ${(last = message(err))}`);
+        }
+      }
+    }
+    if (this.#outage === outage) this.#outage = undefined;
+    outage.release();
+  }
+
+  #ensureDb(): Promise<Db> {
+    if (this.#db) return Promise.resolve(this.#db);
+    this.#opening ??= this.#opts.openDb().then(
+      (db) => {
+        this.#db = db;
+        this.#opening = undefined;
+        return db;
+      },
+      (err: unknown) => {
+        this.#opening = undefined;
+        throw err;
+      },
+    );
+    return this.#opening;
+  }
+
+  async #closeDb(): Promise<void> {
+    const db = this.#db;
+    this.#db = undefined;
+    if (db) await db.close().catch((err: Error) => this.#opts.logger?.debug(`reporting db close failed ${err.message}`));
+  }
+
+  /** Stops taking jobs; jobs waiting for the database fail this attempt and are retried later (by any worker). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const outage = this.#outage;
+      if (outage) {
+        outage.aborted = true;
+        outage.wake();
+      }
+      try {
+        await this.worker.close();
+      } finally {
+        this.#client.disconnect(false);
+        await this.#closeDb();
+      }
+    })();
+    return this.#closing;
+  }
+}
+
+/** Options of `QueuedReporting`. */
+export interface QueuedReportingOptions extends DbQueueTarget, DbQueueTuning {
+  nodeId: string;
+  openDb: () => Promise<Db>;
+  logger?: DbLogger;
+}
+
+/**
+ * A cluster node's reporting: the producer the event actor writes to plus this node's worker on
+ * the queue. `withDb` is the worker's database (start-up reconciliation).
+ */
+export class QueuedReporting implements ReportingSink {
+  readonly producer: DbQueueProducer;
+  readonly worker: DbQueueWorker;
+  #closed = false;
+
+  constructor(opts: QueuedReportingOptions) {
+    this.producer = new DbQueueProducer(opts);
+    this.worker = new DbQueueWorker(opts);
+  }
+
+  enqueueEvent(info: EventInfo, version?: number): void {
+    this.producer.enqueueEvent(info, version);
+  }
+
+  depth(): number {
+    return this.producer.depth();
+  }
+
+  withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+    return this.worker.withDb(fn);
+  }
+
+  /** Flushes to Redis, stops the worker (queued jobs stay in Redis for the other nodes or the next start). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([this.producer.close(), this.worker.close()]);
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * The cluster's reporting queue (runtime/db-queue.ts) against the machine's Redis (a namespace of
+ * this run, purged after) and a PostgreSQL of the spec's own (spec/support/postgres-instance.ts,
+ * port 45601), which the spec stops and starts: states coalesce and dedupe into one job per
+ * (event, version); with PostgreSQL down the jobs wait without using up attempts and land once it
+ * is back; an older state never overwrites a newer row; jobs a closed worker held are taken by the
+ * next one; the producer keeps states in memory while Redis is away and sends them when it returns.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { openPostgres, type Db } from '../../runtime/db.ts';
+import {
+  DB_QUEUE, DbQueueProducer, DbQueueWorker, QueuedReporting, backoffMs, dbJobId, dbQueuePrefix, jobOptions, type DbJobData,
+} from '../../runtime/db-queue.ts';
+import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
+import { VersionClock } from '../../runtime/reporting.ts';
+import { CapturingLogger, purgeNamespace, SPEC_REDIS_URL, specNamespace, startPrivateRedis } from '../support/redis.ts';
+import { startPostgresInstance, type PostgresInstance } from '../support/postgres-instance.ts';
+
+const FAST = { minBackoffMs: 20, maxBackoffMs: 200 };
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function info(eventId: string, status: EventStatus, updatedAt: string, title = 'Quarterly call'): EventInfo {
+  return {
+    eventId, title, format: 'hls', createdAt: '2026-01-01T00:00:00.000Z', updatedAt,
+    archiveDays: 30, hasPassword: false, attendeeUrl: 'http://x/e/t', hostUrl: 'http://x/e/h', status,
+  };
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Jobs not yet done. */
+async function unfinished(q: Queue): Promise<number> {
+  const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+  return Object.values(c).reduce((a, b) => a + b, 0);
+}
+
+interface Row { event_id: string; status: string; title: string; version: string }
+
+describe('runtime/db-queue pure parts', () => {
+  test('dbJobId() is one ID per (event, version) and never parses as an integer', () => {
+    assert.equal(dbJobId('12345674', 1_764_000_000_000_000), 'ev-12345674-1764000000000000');
+    assert.ok(Number.isNaN(Number(dbJobId('12345674', 1))));
+  });
+
+  test('backoffMs() doubles from the minimum and stops at the cap', () => {
+    assert.deepEqual([1, 2, 3, 4, 8, 30, 1000].map((a) => backoffMs(a, 200, 30_000)), [200, 400, 800, 1600, 25_600, 30_000, 30_000]);
+    assert.equal(backoffMs(0, 200, 30_000), 200);
+  });
+
+  test('jobOptions() retries practically forever with the capped strategy and keeps no finished job', () => {
+    const o = jobOptions('12345674', 7);
+    assert.equal(o.jobId, 'ev-12345674-7');
+    assert.ok((o.attempts ?? 0) >= 1_000_000);
+    assert.deepEqual(o.backoff, { type: 'capped' });
+    assert.equal(o.removeOnComplete, true);
+  });
+});
+
+describe('runtime/reporting VersionClock', () => {
+  test('next() is updatedAt in µs, and one above the last for a second state in the same millisecond', () => {
+    const c = new VersionClock();
+    const at = '2026-02-01T00:00:00.000Z';
+    const base = Date.parse(at) * 1000;
+    assert.equal(c.next(info('41000003', 'reserved', at)), base);
+    assert.equal(c.next(info('41000003', 'live', at)), base + 1);
+    assert.equal(c.next(info('41000003', 'ended', '2026-02-01T00:00:00.001Z')), base + 1000);
+    assert.equal(c.next(info('41000011', 'reserved', at)), base, 'per event');
+    c.saw('41000011', base + 5);
+    assert.equal(c.next(info('41000011', 'live', at)), base + 6, 'a version given from outside raises the floor');
+  });
+});
+
+describe('runtime/db-queue on Redis and PostgreSQL', { timeout: 90_000 }, () => {
+  let pgi: PostgresInstance;
+  let reader: Db;
+  const namespaces: string[] = [];
+  const closers: Array<() => Promise<unknown>> = [];
+
+  before(async () => {
+    pgi = await startPostgresInstance(45601);
+    reader = await openPostgres(pgi.url); // creates the schema
+  });
+  after(async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    await reader?.close().catch(() => undefined);
+    await pgi?.destroy();
+    for (const ns of namespaces) await purgeNamespace(SPEC_REDIS_URL, ns);
+  });
+
+  function ns(what: string): string {
+    const n = specNamespace(what);
+    namespaces.push(n);
+    return n;
+  }
+
+  function queueOf(namespace: string): Queue<DbJobData> {
+    const client = new Redis(SPEC_REDIS_URL);
+    const q = new Queue<DbJobData>(DB_QUEUE, { connection: client, prefix: dbQueuePrefix(namespace) });
+    closers.push(async () => {
+      await q.close();
+      client.disconnect();
+    });
+    return q;
+  }
+
+  function producer(namespace: string, logger = new CapturingLogger(), url = SPEC_REDIS_URL): DbQueueProducer {
+    const p = new DbQueueProducer({ url, namespace, nodeId: 'spec-a', logger: logger as never, ...FAST });
+    closers.push(() => p.close());
+    return p;
+  }
+
+  function worker(namespace: string, logger = new CapturingLogger(), opts: { onWritten?: (d: DbJobData) => void } = {}): DbQueueWorker {
+    const w = new DbQueueWorker({ url: SPEC_REDIS_URL, namespace, openDb: () => openPostgres(pgi.url), logger: logger as never, ...FAST, ...opts });
+    closers.push(() => w.close());
+    return w;
+  }
+
+  const rowsOf = (ids: string[]) => reader.query<Row>('SELECT event_id, status, title, version::text AS version FROM events WHERE event_id = ANY($1::text[]) ORDER BY event_id', [ids]);
+
+  test('states of one event coalesce to the latest, and the same state sent twice is one job', async () => {
+    const n = ns('dbq-coalesce');
+    const p = producer(n);
+    p.enqueueEvent(info('40000004', 'reserved', '2026-02-01T00:00:00.000Z'));
+    p.enqueueEvent(info('40000004', 'live', '2026-02-01T00:00:01.000Z'));
+    p.enqueueEvent(info('40000012', 'reserved', '2026-02-01T00:00:00.000Z'));
+    assert.equal(p.depth(), 2, 'one pending state per event');
+    await p.drain(5000);
+    const again = info('40000012', 'reserved', '2026-02-01T00:00:00.000Z');
+    p.enqueueEvent(again, Date.parse(again.updatedAt) * 1000); // the very same (event, version)
+    await p.drain(5000);
+    const q = queueOf(n);
+    const jobs = await q.getJobs(['waiting']);
+    assert.deepEqual(jobs.map((j) => `${j.data.eventId}:${j.data.info.status}`).sort(), ['40000004:live', '40000012:reserved']);
+    assert.ok(jobs.every((j) => j.id === dbJobId(j.data.eventId, j.data.version)));
+  });
+
+  test('with PostgreSQL down jobs wait without using attempts; once it is back every event lands once, newest state', async () => {
+    const n = ns('dbq-outage');
+    const log = new CapturingLogger();
+    const p = producer(n);
+    const w = worker(n, log);
+    await w.ready();
+    await pgi.stop();
+    const ids = ['40000020', '40000038', '40000046'];
+    for (const [i, s] of (['reserved', 'live', 'ended'] as EventStatus[]).entries()) {
+      for (const id of ids) p.enqueueEvent(info(id, s, `2026-02-02T00:00:0${i}.000Z`, `t-${s}`));
+      await p.drain(5000); // each state its own job
+    }
+    await waitFor('the worker to see the outage', () => w.waitingForDb);
+    await sleep(600); // several probes at the short cap
+    const q = queueOf(n);
+    const jobs = await q.getJobs(['active', 'waiting', 'delayed']);
+    assert.equal(jobs.length, 9, 'every state is a job in redis');
+    assert.ok(jobs.every((j) => j.attemptsMade === 0), `an outage uses no attempt: ${jobs.map((j) => j.attemptsMade).join(',')}`);
+    await pgi.start();
+    await waitFor('queue empty', async () => (await unfinished(q)) === 0 || undefined);
+    const rows = await rowsOf(ids);
+    assert.deepEqual(rows.map((r) => [r.event_id, r.status, r.title]), ids.map((id) => [id, 'ended', 't-ended']));
+    assert.ok(log.lines.some((l) => /reporting DB unreachable/.test(l)), log.lines.join('\n'));
+    assert.ok(log.lines.some((l) => /reporting DB reachable again/.test(l)), log.lines.join('\n'));
+    assert.equal(w.waitingForDb, false);
+  });
+
+  test('an older state delivered after a newer one leaves the newer row', async () => {
+    const n = ns('dbq-order');
+    const p = producer(n);
+    const newer = info('40000053', 'ended', '2026-02-03T00:00:05.000Z');
+    const older = info('40000053', 'live', '2026-02-03T00:00:01.000Z');
+    p.enqueueEvent(newer);
+    await p.drain(5000);
+    p.enqueueEvent(older, Date.parse(older.updatedAt) * 1000);
+    await p.drain(5000);
+    const written: DbJobData[] = [];
+    const w = worker(n, undefined, { onWritten: (d) => written.push(d) });
+    await waitFor('both jobs processed', () => written.length === 2 || undefined);
+    assert.deepEqual((await rowsOf(['40000053'])).map((r) => r.status), ['ended']);
+    await w.close();
+  });
+
+  test('jobs a closing worker held while PostgreSQL was down are written by the next worker', async () => {
+    const n = ns('dbq-handover');
+    const p = producer(n);
+    await pgi.stop();
+    const first = worker(n);
+    await first.ready();
+    const ids = ['40000061', '40000079'];
+    for (const id of ids) p.enqueueEvent(info(id, 'reserved', '2026-02-04T00:00:00.000Z'));
+    await p.drain(5000);
+    const q = queueOf(n);
+    await waitFor('jobs active on the first worker', async () => (await q.getActiveCount()) === 2 || undefined);
+    await first.close();
+    await pgi.start();
+    const second = worker(n);
+    await waitFor('rows written by the second worker', async () => (await rowsOf(ids)).length === 2 || undefined, 20_000);
+    assert.ok(second.written >= 2);
+  });
+
+  test('openPostgres() rejects, and the process lives, when PostgreSQL stops while its migrations hold a connection', async () => {
+    // Hold the migration lock so openPostgres() waits inside its transaction on a checked-out client.
+    const holder = new pg.Client({ connectionString: pgi.url });
+    holder.on('error', () => undefined);
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(7431001)');
+    const log = new CapturingLogger();
+    const opening = openPostgres(pgi.url, log as never).then(() => undefined, (err: Error) => err);
+    await waitFor('openPostgres() waiting on the lock', async () => {
+      const r = await holder.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+      return r.rows[0].n > 0 || undefined;
+    });
+    await pgi.stop();
+    assert.ok((await opening) instanceof Error, 'openPostgres() rejected');
+    await holder.end().catch(() => undefined);
+    await pgi.start();
+    assert.ok(log.lines.some((l) => /postgres connection lost during migrations/.test(l)), log.lines.join('\n'));
+  });
+
+  test('QueuedReporting.withDb() waits out an outage and then runs', async () => {
+    const n = ns('dbq-withdb');
+    const r = new QueuedReporting({ url: SPEC_REDIS_URL, namespace: n, nodeId: 'spec-a', openDb: () => openPostgres(pgi.url), ...FAST });
+    closers.push(() => r.close());
+    await pgi.stop();
+    let answered = false;
+    const asked = r.withDb(async (db) => {
+      const rows = await db.query<{ x: number }>('SELECT 1 AS x');
+      answered = true;
+      return rows[0]!.x;
+    });
+    await sleep(500);
+    assert.equal(answered, false, 'no answer while the database is down');
+    await pgi.start();
+    assert.equal(await asked, 1);
+    await r.close();
+    await assert.rejects(r.worker.withDb(async () => 1), /closing/);
+  });
+
+  test('the producer keeps states in memory while Redis is away and sends them once it is back', async () => {
+    const n = ns('dbq-redis');
+    const redis = await startPrivateRedis(45618);
+    closers.push(() => redis.kill());
+    await redis.kill();
+    const log = new CapturingLogger();
+    const p = producer(n, log, redis.url);
+    p.enqueueEvent(info('40000087', 'reserved', '2026-02-05T00:00:00.000Z'));
+    p.enqueueEvent(info('40000095', 'reserved', '2026-02-05T00:00:00.000Z'));
+    await waitFor('a failed flush', () => log.lines.some((l) => /reporting states not queued/.test(l)) || undefined);
+    assert.equal(p.depth(), 2, 'nothing dropped');
+    await redis.start();
+    await p.drain(15_000);
+    const client = new Redis(redis.url);
+    const q = new Queue<DbJobData>(DB_QUEUE, { connection: client, prefix: dbQueuePrefix(n) });
+    try {
+      assert.equal(await q.getWaitingCount(), 2);
+    } finally {
+      await q.close();
+      client.disconnect();
+    }
+    await p.close();
+  });
+});
