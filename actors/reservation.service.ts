@@ -4,6 +4,11 @@
  * the `event` actor, which queues the reporting-DB write of this and every later state (one writer
  * per node: two PGlite instances on one directory would corrupt it). Reads and state changes are
  * validated here (a mistyped event ID never reaches a lookup) and delegated to `event`.
+ *
+ * Accounts (issue 5 item 6): an event belongs to the account whose API key reserved it. Every read
+ * and change passes the caller's account on to `event`, which answers 404 for another account's
+ * event (codecs/api-key.ts mayAccess is the one rule); `list` keeps only the caller's events. The
+ * operator's keys, and calls from inside the cluster, see every account's events.
  */
 import { randomInt } from 'node:crypto';
 import type { Context, ServiceSchema } from 'moleculer';
@@ -11,6 +16,7 @@ import {
   IsIn, IsInt, IsISO8601, IsOptional, IsString, Length, Matches, Max, Min, ValidateBy, validateSync, type ValidationError,
 } from 'class-validator';
 import type { JitcastConfig } from '../cluster.config.ts';
+import { OPERATOR_ACCOUNT, mayAccess } from '../codecs/api-key.ts';
 import { isValidEventId, makeEventId } from '../codecs/ids.ts';
 import { pinFor } from '../codecs/pin.ts';
 import { passwordProof, signToken } from '../codecs/token.ts';
@@ -135,6 +141,42 @@ export function requireEventId(eventId: unknown): string {
   return eventId;
 }
 
+/** What the gateway puts in `ctx.meta` for an API call (from the key that authenticated it). */
+export interface ApiMeta {
+  /** The key's ID (`op-…` for a key from config), for logs. */
+  apiKey?: string;
+  /** The account the key belongs to; absent on calls from inside the cluster. */
+  account?: string;
+}
+
+/**
+ * The account whose view a call gets: the API key's account, or undefined for a call from inside
+ * the cluster (no key), which sees every event, as the operator does (codecs/api-key.ts mayAccess).
+ */
+export function viewerOf(ctx: Context<unknown, ApiMeta>): string | undefined {
+  const a = ctx.meta?.account;
+  return typeof a === 'string' ? a : undefined;
+}
+
+/**
+ * `event.*` parameters naming the caller's account, so the event actor refuses another account's
+ * event; none for the operator and calls from inside the cluster, who may act on every event.
+ */
+function asViewer(ctx: Context<unknown, ApiMeta>): { account?: string } {
+  const account = viewerOf(ctx);
+  return account === undefined || account === OPERATOR_ACCOUNT ? {} : { account };
+}
+
+/**
+ * The event, if the caller may see it; otherwise the 404 an unknown event gets (another account
+ * learns nothing, not even that the ID is taken). Every `/api/events/:eventId/…` read that is not
+ * one of this actor's own actions (the usage report) goes through here.
+ */
+export async function requireOwnedEvent(ctx: Context<unknown, ApiMeta>, eventId: unknown): Promise<EventView> {
+  const id = requireEventId(eventId);
+  return (await ctx.call('event.get', { eventId: id, ...asViewer(ctx) })) as EventView;
+}
+
 function isNotFound(err: unknown): boolean {
   return (err as { code?: number })?.code === 404;
 }
@@ -165,8 +207,10 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
 
     actions: {
       create: {
-        async handler(ctx: Context<ReserveParams, { apiKey?: string }>): Promise<EventView> {
+        async handler(ctx: Context<ReserveParams, ApiMeta>): Promise<EventView> {
           const dto = validateDto(CreateReservationDto, ctx.params ?? {}, 'reservation');
+          // The event belongs to the account that reserved it; calls from inside the cluster reserve as the operator.
+          const account = viewerOf(ctx) ?? OPERATOR_ACCOUNT;
           const eventId = await mintEventId(ctx);
           const now = new Date().toISOString();
           const attendeeToken = signToken(config.secret, {
@@ -187,31 +231,32 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
             attendeeUrl: `${config.publicUrl}/e/${attendeeToken}`,
             hostUrl: `${config.publicUrl}/e/${hostToken}`,
             status: 'reserved',
+            account,
           };
           // Durable first: once event-info.xml is stored the reservation survives any node.
           await storageOf(this.broker).putEventInfo(info);
           const registered = (await ctx.call('event.register', { info })) as EventInfo;
-          this.logger.info(`reserved [event:${eventId} key:${ctx.meta.apiKey ?? '-'}]`);
+          this.logger.info(`reserved [event:${eventId} account:${account} key:${ctx.meta.apiKey ?? '-'}]`);
           return { ...registered, pin: pinFor(config.secret, eventId), streams: [], callers: 0 };
         },
       },
 
       get: {
-        async handler(ctx: Context<{ eventId: string }>): Promise<EventView> {
-          const eventId = requireEventId(ctx.params?.eventId);
-          const view = (await ctx.call('event.get', { eventId })) as EventView;
-          return { ...view, pin: pinFor(config.secret, eventId) };
+        async handler(ctx: Context<{ eventId: string }, ApiMeta>): Promise<EventView> {
+          const view = await requireOwnedEvent(ctx, ctx.params?.eventId);
+          return { ...view, pin: pinFor(config.secret, view.eventId) };
         },
       },
 
       list: {
-        async handler(ctx: Context): Promise<EventView[]> {
-          return (await ctx.call('event.list', {})) as EventView[];
+        async handler(ctx: Context<unknown, ApiMeta>): Promise<EventView[]> {
+          const viewer = viewerOf(ctx);
+          return ((await ctx.call('event.list', {})) as EventView[]).filter((v) => mayAccess(viewer, v));
         },
       },
 
       update: {
-        async handler(ctx: Context<{ eventId: string } & ReservationPatch>): Promise<EventInfo> {
+        async handler(ctx: Context<{ eventId: string } & ReservationPatch, ApiMeta>): Promise<EventInfo> {
           const params = (ctx.params ?? {}) as Record<string, unknown>;
           const eventId = requireEventId(params.eventId);
           const patch: ReservationPatch = validateDto(UpdateReservationDto, withoutEventId(params), 'update');
@@ -219,29 +264,29 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
             throw new ValidationFailedError('nothing to update: give title, startsAt or archiveDays', { body: 'must name at least one of title, startsAt, archiveDays' });
           }
           if (patch.startsAt !== undefined) patch.startsAt = new Date(patch.startsAt).toISOString();
-          return (await ctx.call('event.update', { eventId, patch: { ...patch } })) as EventInfo;
+          return (await ctx.call('event.update', { eventId, patch: { ...patch }, ...asViewer(ctx) })) as EventInfo;
         },
       },
 
       cancel: {
-        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+        async handler(ctx: Context<{ eventId: string }, ApiMeta>): Promise<EventInfo> {
           const eventId = requireEventId(ctx.params?.eventId);
-          return (await ctx.call('event.cancel', { eventId })) as EventInfo;
+          return (await ctx.call('event.cancel', { eventId, ...asViewer(ctx) })) as EventInfo;
         },
       },
 
       end: {
-        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+        async handler(ctx: Context<{ eventId: string }, ApiMeta>): Promise<EventInfo> {
           const eventId = requireEventId(ctx.params?.eventId);
-          return (await ctx.call('event.end', { eventId, reason: 'api' })) as EventInfo;
+          return (await ctx.call('event.end', { eventId, reason: 'api', ...asViewer(ctx) })) as EventInfo;
         },
       },
 
       /** Clears an event's archive error flag so the archive leader builds it again (409 unless archive-error). */
       retryArchive: {
-        async handler(ctx: Context<{ eventId: string }>): Promise<EventInfo> {
+        async handler(ctx: Context<{ eventId: string }, ApiMeta>): Promise<EventInfo> {
           const eventId = requireEventId(ctx.params?.eventId);
-          return (await ctx.call('event.retryArchive', { eventId })) as EventInfo;
+          return (await ctx.call('event.retryArchive', { eventId, ...asViewer(ctx) })) as EventInfo;
         },
       },
     },

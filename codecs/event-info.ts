@@ -6,6 +6,7 @@
  */
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { ArchiveFragment, EventInfo, EventStatus } from '../runtime/contracts.ts';
+import { ACCOUNT_RULE, isValidAccount } from './api-key.ts';
 import { CodecError } from './errors.ts';
 import { isValidEventId, isValidStreamId } from './ids.ts';
 
@@ -16,7 +17,7 @@ export class EventInfoParseError extends CodecError {}
 export const MAX_EVENT_INFO_BYTES = 1_000_000;
 
 const STATUSES: ReadonlySet<string> = new Set<EventStatus>(['reserved', 'live', 'ended', 'archiving', 'archived', 'archive-error', 'cancelled']);
-const TEXT_FIELDS = ['title', 'format', 'startsAt', 'createdAt', 'updatedAt', 'archiveDays', 'hasPassword', 'attendeeUrl', 'hostUrl', 'status', 'liveAt', 'endedAt', 'archiveError'] as const;
+const TEXT_FIELDS = ['title', 'format', 'startsAt', 'createdAt', 'updatedAt', 'archiveDays', 'hasPassword', 'attendeeUrl', 'hostUrl', 'status', 'liveAt', 'endedAt', 'archiveError', 'account'] as const;
 /** Characters XML 1.0 §2.2 does not allow in a document, even as character references. */
 const NON_XML_CHAR_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const NUMBER_RE = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -66,6 +67,7 @@ export function serializeEventInfo(info: EventInfo): string {
   if (!Number.isInteger(info.archiveDays) || info.archiveDays < 0 || info.archiveDays > 999_999) {
     throw new RangeError(`event-info archiveDays ${info.archiveDays} is not a non-negative integer`);
   }
+  if (info.account !== undefined && !isValidAccount(info.account)) throw new RangeError(`event-info account ${JSON.stringify(info.account)} ${ACCOUNT_RULE}`);
   for (const k of ['startsAt', 'createdAt', 'updatedAt', 'liveAt', 'endedAt'] as const) {
     const v = info[k];
     if (v !== undefined && (v.length === 0 || v.length > 64 || Number.isNaN(Date.parse(v)))) throw new RangeError(`event-info ${k} is not a date/time`);
@@ -85,6 +87,7 @@ export function serializeEventInfo(info: EventInfo): string {
     liveAt: info.liveAt,
     endedAt: info.endedAt,
     archiveError: info.archiveError,
+    account: info.account,
   };
   for (const k of TEXT_FIELDS) {
     const v = values[k];
@@ -227,5 +230,11 @@ export function parseEventInfo(xml: string): EventInfo {
   if (event.archive !== undefined) info.archive = parseArchive(event.archive);
   const archiveError = text(event, 'archiveError', false);
   if (archiveError !== undefined) info.archiveError = archiveError;
+  // Written since accounts exist (issue 5 item 6); a file without it belongs to the operator (accountOf).
+  const account = text(event, 'account', false);
+  if (account !== undefined) {
+    if (!isValidAccount(account)) fail(`<account> ${ACCOUNT_RULE}`);
+    info.account = account;
+  }
   return info;
 }

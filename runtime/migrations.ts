@@ -38,4 +38,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_created_at_idx ON events (created_at);
     `,
   },
+  {
+    version: 2,
+    name: 'accounts',
+    // Customer accounts and their API keys (issue 5 item 6), mirrored from the key registry
+    // (runtime/api-keys.ts), which holds the truth; never the key or its hash. Every event belongs
+    // to the account that reserved it; rows written before accounts existed are the operator's.
+    sql: `
+      CREATE TABLE accounts (
+        account     text PRIMARY KEY,
+        created_at  timestamptz NOT NULL
+      );
+      CREATE TABLE api_keys (
+        key_id      text PRIMARY KEY,
+        account     text NOT NULL REFERENCES accounts (account),
+        label       text,
+        created_at  timestamptz NOT NULL,
+        revoked_at  timestamptz
+      );
+      CREATE INDEX api_keys_account_idx ON api_keys (account);
+      ALTER TABLE events ADD COLUMN account text NOT NULL DEFAULT 'operator';
+      CREATE INDEX events_account_idx ON events (account);
+    `,
+  },
+  {
+    version: 3,
+    name: 'event_usage',
+    // Usage report of each event (issue 5 item 4; core/usage.ts, runtime/usage-db.ts): refreshed
+    // while live, written again when the event ends and is archived. Counters only grow, so an
+    // upsert keeps the larger of the stored and the new value (GREATEST), whichever node writes.
+    sql: `
+      CREATE TABLE event_usage (
+        event_id           text PRIMARY KEY,
+        peak_listeners     integer NOT NULL,
+        peak_at            timestamptz,
+        total_listeners    integer NOT NULL,
+        listening_seconds  double precision NOT NULL,
+        segment_requests   bigint NOT NULL,
+        playlist_requests  bigint NOT NULL,
+        call_seconds       double precision NOT NULL,
+        calls              integer NOT NULL,
+        streams            integer NOT NULL,
+        stream_seconds     double precision NOT NULL,
+        fragments          integer NOT NULL,
+        status             text,
+        final              boolean NOT NULL DEFAULT false,
+        updated_at         timestamptz NOT NULL
+      );
+    `,
+  },
 ];

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { accountOf } from '../../codecs/api-key.ts';
 import { EventInfoParseError, parseEventInfo, serializeEventInfo } from '../../codecs/event-info.ts';
 import { CodecError } from '../../codecs/errors.ts';
 import type { EventInfo } from '../../runtime/contracts.ts';
@@ -229,5 +230,25 @@ describe('event-info', () => {
   it('parseEventInfo() accepts exponent notation in fragment offsets', () => {
     const xml = serializeEventInfo(ARCHIVED).replace('end="1800.5"', 'end="1.8005e3"');
     assert.equal(parseEventInfo(xml).archive![0].end, 1800.5);
+  });
+
+  it('serializeEventInfo() writes <account> after the other fields and parseEventInfo() reads it back', () => {
+    const xml = serializeEventInfo({ ...RESERVED, account: 'acme-corp' });
+    assert.equal(xml, RESERVED_XML.replace('</event>', '  <account>acme-corp</account>\n</event>'));
+    assert.deepEqual(parseEventInfo(xml), { ...RESERVED, account: 'acme-corp' });
+  });
+
+  it('parseEventInfo() reads a file written before accounts existed without an account: accountOf() is operator', () => {
+    const info = parseEventInfo(RESERVED_XML);
+    assert.equal(info.account, undefined);
+    assert.equal(accountOf(info), 'operator');
+  });
+
+  it('parseEventInfo() refuses an invalid <account> with EVENT_INFO_INVALID; serializeEventInfo() refuses it with RangeError', () => {
+    for (const bad of ['', 'Acme', 'a b', '-acme', 'x'.repeat(65), 'acme/../b']) {
+      parseFails(RESERVED_XML.replace('</event>', `  <account>${bad}</account>\n</event>`), 'EVENT_INFO_INVALID');
+      assert.throws(() => serializeEventInfo({ ...RESERVED, account: bad }), RangeError, bad);
+    }
+    parseFails(RESERVED_XML.replace('</event>', '  <account>a</account>\n  <account>b</account>\n</event>'), 'EVENT_INFO_INVALID');
   });
 });
