@@ -65,6 +65,8 @@ interface CallState {
   channel: Channel;
   ivr: IvrState;
   digitTimer?: NodeJS.Timeout;
+  /** When the caller joined its event (ms), for usage reports' call minutes (EVENTS.callStarted/callEnded). */
+  joinedAtMs?: number;
 }
 
 /** Retry-After (s) of the 503 a draining or stopping server answers a new INVITE with. */
@@ -486,6 +488,8 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         }
         if (!this.calls.has(c.channel.channelId)) return { ok: false, reason: 'event-unavailable' }; // hung up meanwhile
         c.channel.eventId = eventId;
+        c.joinedAtMs = Date.now();
+        this.reportCall(EVENTS.callStarted, c);
         this.joinConference(c, eventId);
         this.logger.info(`caller live [event:${eventId} port:${c.channel.port} call:${c.channel.call.callId}]`);
         return { ok: true };
@@ -644,6 +648,7 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         this.refreshPorts();
         this.logger[isHealthCall(ch.call) ? 'debug' : 'info'](`call ended [port:${ch.port} call:${ch.call.callId} reason:${reason} rtpIn:${ch.stats.rtpIn} foreign:${ch.stats.rtpForeign}]`);
         if (!eventId) return;
+        this.reportCall(EVENTS.callEnded, c, Date.now());
         this.broker.call('event.leave', { eventId, channelId: ch.channelId }).catch((err: Error) => {
           this.logger.warn(`leave not recorded [event:${eventId} port:${ch.port}] ${err.message}`);
         });
@@ -652,6 +657,14 @@ export function createVoiceServerService(config: JitcastConfig): ServiceSchema {
         conf.members.delete(ch.channelId);
         conf.mixer.remove(ch.channelId);
         if (conf.members.size === 0) this.dropConference(conf);
+      },
+
+      /** Tells the usage actors a call joined or left its event (core/usage.ts CallReport); never throws. */
+      reportCall(this: any, name: string, c: CallState, endedAtMs?: number) {
+        const eventId = c.channel.eventId;
+        if (!eventId || c.joinedAtMs === undefined) return;
+        const report = { eventId, channelId: c.channel.channelId, nodeId: config.nodeId, startedAtMs: c.joinedAtMs, ...(endedAtMs !== undefined ? { endedAtMs } : {}) };
+        Promise.resolve(this.broker.broadcast(name, report)).catch((err: Error) => this.logger.debug(`call report not broadcast [event:${eventId} port:${c.channel.port}] ${err.message}`));
       },
 
       /** Ends a conference's stream on this server. */

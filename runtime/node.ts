@@ -21,6 +21,7 @@ import { createAttendeeAccessService } from '../actors/attendee-access.service.t
 import { createContentStorageService } from '../actors/content-storage.service.ts';
 import { createArchiveCoordinatorService } from '../actors/archive-coordinator.service.ts';
 import { createSipRouterService } from '../actors/sip-router.service.ts';
+import { createUsageService } from '../actors/usage.service.ts';
 
 /** The actor factory of each role. */
 const FACTORIES: Partial<Record<Role, (config: JitcastConfig) => ServiceSchema>> = {
@@ -60,6 +61,8 @@ export async function startNode(config: JitcastConfig): Promise<RunningNode> {
     }
     const factory = FACTORIES[role];
     if (factory) broker.createService(factory(config));
+    // Usage reports are monitoring data (issue 5 item 4): the usage actor runs with that role.
+    if (role === 'monitoring') broker.createService(createUsageService(config));
   }
   await broker.start();
   let stopping: Promise<void> | undefined;
