@@ -4,10 +4,11 @@
  * (Flags and environment both name the same keys: `--http-port` / `JITCAST_HTTP_PORT`.)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { ConfigError } from './runtime/errors.ts';
 
 /** Every role a node can run; `all` expands to these. */
@@ -46,11 +47,23 @@ export interface JitcastConfig {
   redisUrl?: string;
   /** PostgreSQL URL; unset means PGlite in the data directory. Default unset. */
   dbUrl?: string;
+  /**
+   * Longest pause between two tries of a reporting-DB write while the database is down, in seconds
+   * (the pause doubles from 0.2 s up to this). Default 30.
+   */
+  dbRetryMaxS: number;
   /** Address the HTTP gateway binds. Default `127.0.0.1`. */
   httpHost: string;
   /** HTTP port of the gateway. Default 8080. */
   httpPort: number;
-  /** Base URL put into attendee and host links. Default `http://<httpHost>:<httpPort>`. */
+  /**
+   * PEM certificate (chain) file of the gateway: with `tlsKey` the gateway serves HTTPS instead of
+   * HTTP on `httpPort`. Both or neither. Default unset (plain HTTP).
+   */
+  tlsCert?: string;
+  /** PEM private key file matching `tlsCert`. Default unset. */
+  tlsKey?: string;
+  /** Base URL put into attendee and host links. Default `http://<httpHost>:<httpPort>` (`https://` with TLS). */
   publicUrl: string;
   /** Address SIP and RTP bind and advertise in SDP/Contact. Default `127.0.0.1`. */
   sipHost: string;
@@ -123,7 +136,7 @@ export interface JitcastConfig {
 export type ConfigOverrides = Partial<Record<keyof JitcastConfig, string>>;
 
 const KEYS: (keyof JitcastConfig)[] = [
-  'nodeId', 'dataCenter', 'roles', 'namespace', 'natsUrl', 'redisUrl', 'dbUrl', 'httpHost', 'httpPort',
+  'nodeId', 'dataCenter', 'roles', 'namespace', 'natsUrl', 'redisUrl', 'dbUrl', 'dbRetryMaxS', 'httpHost', 'httpPort', 'tlsCert', 'tlsKey',
   'publicUrl', 'sipHost', 'sipPort', 'rtpPorts', 'encoderPorts', 'dataDir', 'storageCenters', 'apiKeys',
   'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'archiveSilenceLimitS', 'authCodeTimeoutS', 'portReuseTimeoutS',
   'portSuspendBelow', 'portResumeAt', 'healthTestIntervalS', 'retentionSweepS', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
@@ -179,6 +192,7 @@ export function defaults(): Omit<JitcastConfig, 'secret' | 'apiKeys' | 'publicUr
     portResumeAt: 4,
     healthTestIntervalS: 30,
     retentionSweepS: 3600,
+    dbRetryMaxS: 30,
     rtpSilenceTimeoutS: 30,
     digitTimeoutS: 10,
     segmentS: 2,
@@ -211,7 +225,7 @@ function parseValue(key: keyof JitcastConfig, v: string): unknown {
       return parseRange(key, v);
     case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS': case 'archiveSilenceLimitS':
     case 'authCodeTimeoutS': case 'portReuseTimeoutS': case 'rtpSilenceTimeoutS': case 'digitTimeoutS':
-    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': case 'retentionSweepS': {
+    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': case 'retentionSweepS': case 'dbRetryMaxS': {
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`'${key}' must be a number, got '${v}'`);
       return n;
@@ -253,6 +267,7 @@ export function validate(c: JitcastConfig): JitcastConfig {
   if (!Number.isInteger(c.portResumeAt) || c.portResumeAt <= c.portSuspendBelow) {
     throw new ConfigError(`'portResumeAt' (${c.portResumeAt}) must be a whole number greater than 'portSuspendBelow' (${c.portSuspendBelow})`);
   }
+  if (!(c.dbRetryMaxS >= 0.2)) throw new ConfigError(`'dbRetryMaxS' must be at least 0.2 seconds, got ${c.dbRetryMaxS}`);
   if (!(c.retentionSweepS >= 0)) throw new ConfigError(`'retentionSweepS' must be 0 (off) or a number of seconds, got ${c.retentionSweepS}`);
   if (!(c.healthTestIntervalS >= 0)) throw new ConfigError(`'healthTestIntervalS' must be 0 (off) or a number of seconds, got ${c.healthTestIntervalS}`);
   if (c.heartbeatTimeoutS <= c.heartbeatS) throw new ConfigError(`'heartbeatTimeoutS' must be greater than 'heartbeatS'`);
@@ -266,6 +281,27 @@ export function validate(c: JitcastConfig): JitcastConfig {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(c.nodeId)) throw new ConfigError(`'nodeId' must be 1-64 of A-Z a-z 0-9 _ . -`);
   for (const s of c.storageCenters) {
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(s)) throw new ConfigError(`'storageCenters' entry '${s}' must be 1-32 of A-Z a-z 0-9 _ -`);
+  }
+  if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) {
+    throw new ConfigError(`'tlsCert' and 'tlsKey' must be given together (got only '${c.tlsCert ? 'tlsCert' : 'tlsKey'}')`);
+  }
+  for (const k of ['tlsCert', 'tlsKey'] as const) {
+    const file = c[k];
+    if (!file) continue;
+    try {
+      accessSync(file, constants.R_OK);
+      if (!statSync(file).isFile()) throw new Error('not a file');
+    } catch (err) {
+      throw new ConfigError(`'${k}' must name a readable PEM file, got '${file}' (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  if (c.tlsCert && c.tlsKey) {
+    // A key that is not PEM or does not match the certificate fails here, named, not at the first handshake.
+    try {
+      createSecureContext({ cert: readFileSync(c.tlsCert), key: readFileSync(c.tlsKey) });
+    } catch (err) {
+      throw new ConfigError(`'tlsCert' / 'tlsKey' do not make a usable TLS identity: ${(err as Error).message}`);
+    }
   }
   if (!/^https?:\/\/[^\s/]+$/.test(c.publicUrl)) throw new ConfigError(`'publicUrl' must look like http(s)://host[:port] with no path, got '${c.publicUrl}'`);
   return c;
@@ -290,7 +326,7 @@ export function loadConfig(flags: ConfigOverrides = {}, env: NodeJS.ProcessEnv =
   mkdirSync(cfg.dataDir, { recursive: true });
   if (!cfg.secret) cfg.secret = readOrCreate(join(cfg.dataDir, 'secret'), () => randomBytes(32).toString('base64url'));
   if (!cfg.apiKeys || cfg.apiKeys.length === 0) cfg.apiKeys = [readOrCreate(join(cfg.dataDir, 'api-key'), () => 'jk_' + randomBytes(18).toString('base64url'))];
-  if (!cfg.publicUrl) cfg.publicUrl = `http://${cfg.httpHost}:${cfg.httpPort}`;
+  if (!cfg.publicUrl) cfg.publicUrl = `${cfg.tlsCert && cfg.tlsKey ? 'https' : 'http'}://${cfg.httpHost}:${cfg.httpPort}`;
   if (!cfg.storageCenters || cfg.storageCenters.length === 0) cfg.storageCenters = [cfg.dataCenter];
   return validate(cfg);
 }

@@ -6,6 +6,7 @@
 import { ServiceBroker, type BrokerOptions } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
 import { JitcastRegenerator } from './errors.ts';
+import { recentErrorsLogger } from './recent-errors.ts';
 
 /** Broker options for a node; exported so specs can build brokers the same way. */
 export function brokerOptions(config: JitcastConfig, extra: Partial<BrokerOptions> = {}): BrokerOptions {
@@ -22,7 +23,11 @@ export function brokerOptions(config: JitcastConfig, extra: Partial<BrokerOption
     skipProcessEventRegistration: true,
     requestTimeout: 10_000,
     logLevel: config.logLevel,
-    logger: { type: 'Console', options: { formatter: 'short', colors: process.stdout.isTTY, moduleColors: false, autoPadding: false } },
+    logger: [
+      { type: 'Console', options: { formatter: 'short', colors: process.stdout.isTTY, moduleColors: false, autoPadding: false } },
+      // Warn and worse also go to the event manager's "recent errors" (runtime/recent-errors.ts).
+      recentErrorsLogger(),
+    ],
     metadata: { dataCenter: config.dataCenter, roles: config.roles },
     ...extra,
   };

@@ -5,6 +5,7 @@
  * answer in time is shown with its error instead of holding the whole answer up.
  */
 import type { ServiceBroker } from 'moleculer';
+import type { RecentError } from './recent-errors.ts';
 
 /** What `GET /api/cluster` returns. */
 export interface ClusterStatus {
@@ -23,6 +24,14 @@ export interface ClusterStatus {
   /** Each archive coordinator's `archive-coordinator.leader`: its view of the election. */
   archiveCoordinators?: any[];
   errors: Array<{ nodeId: string; action: string; message: string }>;
+  /** Warn/error log entries the nodes broadcast, newest first, as the asking gateway heard them (runtime/recent-errors.ts). */
+  recentErrors?: RecentError[];
+}
+
+/** What the caller adds to the status. */
+export interface ClusterStatusOptions {
+  /** The recent errors this gateway heard. */
+  recentErrors?: () => RecentError[];
 }
 
 function nodesRunning(broker: ServiceBroker, service: string): string[] {
@@ -38,7 +47,7 @@ function electedLeader(views: any[]): string | undefined {
 }
 
 /** Gathers the status from every node (1.5 s per call at most). */
-export async function collectClusterStatus(broker: ServiceBroker): Promise<ClusterStatus> {
+export async function collectClusterStatus(broker: ServiceBroker, opts: ClusterStatusOptions = {}): Promise<ClusterStatus> {
   const errors: ClusterStatus['errors'] = [];
   const ask = async (action: string, nodeID: string, params: object = {}) => {
     try {
@@ -87,5 +96,6 @@ export async function collectClusterStatus(broker: ServiceBroker): Promise<Clust
     archiveLeader: electedLeader(archiveViews),
     archiveCoordinators: archiveViews,
     errors,
+    ...(opts.recentErrors ? { recentErrors: opts.recentErrors() } : {}),
   };
 }
