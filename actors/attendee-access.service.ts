@@ -11,17 +11,31 @@
  * time), so the broker carries each segment once however many listeners there are.
  */
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
 import type { EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
-import { ForbiddenError, NotFoundError } from '../runtime/errors.ts';
+import { ForbiddenError, NotFoundError, ValidationFailedError } from '../runtime/errors.ts';
 import { TokenError, passwordMatches, signAuthCode, verifyAuthCode, verifyToken, type AccessClaims } from '../codecs/token.ts';
 import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';
-import { addQueryToSegments, archivePlaylist, masterPlaylist, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, type MediaPlaylist } from '../codecs/hls.ts';
+import { addQueryToSegments, archivePlaylist, liveWindow, masterPlaylist, onWallClockSequence, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, steeringManifest, type MediaPlaylist, type SteeringManifest } from '../codecs/hls.ts';
 import { errorPageCsp, playerPageCsp, renderErrorPage, renderPlayerPage } from '../web/player-page.ts';
+import { hostPageCsp, renderHostPage } from '../web/host-page.ts';
 import { LIVE_FILE_RE, LiveFileCache, asBuffer, readLiveFile } from '../runtime/live-files.ts';
 import { storageOf } from '../runtime/storage-client.ts';
+import { EVENTS } from '../runtime/contracts.ts';
+import { LISTENER_ID_RE, ListenerMeter } from '../core/usage.ts';
 
+/** Seconds between a player's steering manifest reloads: how soon it learns of a new stream. */
+export const STEERING_TTL_S = 4;
+/** Most stream IDs read from a steering request's `s`. */
+const MAX_LISTED_STREAMS = 16;
+/** Segments a live media playlist lists for listeners: the edge, with room for a player a few segments behind. */
+export const LIVE_WINDOW_SEGMENTS = 8;
+/** Live file URLs the fast path takes: plain stream ID and file name (no escapes), then a query. */
+const FAST_LIVE_RE = /^\/s\/([A-Za-z0-9_.-]{1,100})\/(index\.m3u8|seg\d{5}\.ts)\?([A-Za-z0-9_.=&-]{1,200})$/;
+/** Stands where each listener's auth code (and listener ID) goes in a cached live playlist. */
+const QUERY_MARK = '\u0001';
 /** Tolerance (s) on archive in/out points, which are EXTINF sums rounded to the millisecond. */
 const SLICE_EPSILON_S = 0.0005;
 
@@ -54,15 +68,31 @@ export interface AttendeeAccessOptions {
   livePlaylistTtlMs?: number;
   /** Timeout of one `encoder-port.liveFile` fetch, ms. Default 3000: a slower node is treated as gone. */
   liveFetchTimeoutMs?: number;
+  /** How often what listeners were served is broadcast to the usage actors (EVENTS.usageListeners), ms. Default 1000. */
+  usageFlushMs?: number;
+  /**
+   * Hot-path reuse on the listener path, ms (default 250; 0 turns it off): a stream lookup in
+   * monitoring per event, and a live playlist read from this node's disk, are reused this long.
+   * A stream that dies answers 404 at most this much later; a playlist lags at most this much.
+   */
+  hotCacheMs?: number;
 }
 
 interface TokenParams {
   token: string;
+  /** Listener ID (core/usage.ts) a player sends back; live.m3u8 mints one when it is missing. */
+  l?: unknown;
+}
+interface SteeringParams extends TokenParams {
+  s?: unknown;
+  _HLS_pathway?: unknown;
 }
 interface FileParams {
   streamId: string;
   file: string;
   a?: string;
+  /** Listener ID minted into the master playlist's stream URLs (core/usage.ts). */
+  l?: string;
 }
 
 type Meta = {
@@ -89,6 +119,40 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
   const eventTimeoutMs = options.eventTimeoutMs ?? 1500;
   const liveFetchTimeoutMs = options.liveFetchTimeoutMs ?? 3000;
   const liveCache = new LiveFileCache({ maxBytes: options.liveCacheBytes, playlistTtlMs: options.livePlaylistTtlMs });
+  // Listener hot path (bench/listener-load.ts): thousands of listeners poll the same few files every
+  // 2 s. Without reuse each request cost a monitoring call, five file-system calls and a playlist
+  // parse; with it a request is a map lookup and a write.
+  const hotMs = options.hotCacheMs ?? 250;
+  /** Live files read from this node's disk: segments once listed, playlists for `hotMs`. */
+  const localCache = new LiveFileCache({ maxBytes: options.liveCacheBytes, playlistTtlMs: hotMs });
+  const activeByEvent = new Map<string, { atMs: number; streams: Promise<StreamDataset[]> }>();
+  /** Auth codes that verified, by stream: a code is valid until the expiry it carries. */
+  const verifiedCodes = new Map<string, number>();
+  /** A served live playlist per playlist read: the text split where each listener's query goes. */
+  const playlistTemplates = new WeakMap<Buffer, { parts: string[] } | NotFoundError>();
+  /** What listeners were served since the last flush (usage reports, core/usage.ts). */
+  const meter = new ListenerMeter();
+  let usageFlush: NodeJS.Timeout | undefined;
+  /** What the fast path calls other actors through (the broker, as this actor). */
+  let fastCaller: Context | undefined;
+  /** EXTINF seconds of each live stream's segments, from the playlists served: a segment's media time. */
+  const segmentDurations = new Map<string, Map<string, number>>();
+
+  function noteDurations(streamId: string, p: MediaPlaylist): void {
+    const m = new Map<string, number>();
+    for (const s of p.segments) m.set(baseName(s.uri), s.duration);
+    segmentDurations.delete(streamId);
+    segmentDurations.set(streamId, m);
+    // Bounded: the streams served most recently (a Map iterates in insertion order).
+    if (segmentDurations.size > 1000) segmentDurations.delete(segmentDurations.keys().next().value!);
+  }
+
+  /** Broadcasts what was served since the last flush to the usage actors; never throws. */
+  function flushUsage(broker: { broadcast(name: string, data: unknown): unknown; logger: { debug(m: string): void } }): void {
+    const delta = meter.take(config.nodeId, Date.now());
+    if (!delta) return;
+    Promise.resolve(broker.broadcast(EVENTS.usageListeners, delta)).catch((err: Error) => broker.logger.debug(`usage flush not broadcast [node:${config.nodeId}] ${err.message}`));
+  }
 
   /** Claims of a token that verifies; ForbiddenError (403) naming the reason otherwise. */
   function claimsOf(token: unknown): AccessClaims {
@@ -113,6 +177,11 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
     return signAuthCode(config.secret, eventId, streamId, now() + config.authCodeTimeoutS);
   }
 
+  /** A live stream's playlist URL with a fresh auth code (and the player's listener ID, for usage reports). */
+  function streamUri(eventId: string, streamId: string, listenerId?: string): string {
+    return `/s/${streamId}/index.m3u8?a=${code(eventId, streamId)}${listenerId ? `&l=${listenerId}` : ''}`;
+  }
+
   /** Validates a stream file request and its auth code; returns the stream's event ID. */
   function checkFile(params: FileParams, fileRe: RegExp): string {
     const { streamId, file, a } = params;
@@ -120,10 +189,65 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       throw new NotFoundError(`no such stream file`);
     }
     const eventId = eventIdOfStream(streamId);
-    if (typeof a !== 'string' || !verifyAuthCode(config.secret, a, eventId, streamId, now())) {
+    if (typeof a !== 'string' || !codeValid(a, eventId, streamId)) {
       throw new ForbiddenError(`auth code for stream ${streamId} is missing, wrong or expired`);
     }
     return eventId;
+  }
+
+  /** verifyAuthCode, remembering codes that verified until the expiry they carry (one HMAC per code, not per request). */
+  function codeValid(a: string, eventId: string, streamId: string): boolean {
+    const key = `${streamId}|${a}`;
+    const t = now();
+    const expiry = verifiedCodes.get(key);
+    if (expiry !== undefined && t < expiry) return true;
+    if (!verifyAuthCode(config.secret, a, eventId, streamId, t)) return false;
+    if (verifiedCodes.size >= 20_000) verifiedCodes.clear();
+    verifiedCodes.set(key, Number(a.slice(0, a.indexOf('.'))));
+    return true;
+  }
+
+  /** `monitoring.activeStreams` of the event, one lookup per event per `hotMs`. */
+  function activeStreams(ctx: Context, eventId: string): Promise<StreamDataset[]> {
+    const ask = () => ctx.call<StreamDataset[], { eventId: string }>('monitoring.activeStreams', { eventId });
+    if (hotMs <= 0) return ask();
+    const t = performance.now();
+    const hit = activeByEvent.get(eventId);
+    if (hit && t - hit.atMs < hotMs) return hit.streams;
+    const streams = ask();
+    activeByEvent.set(eventId, { atMs: t, streams });
+    // A failed lookup is not reused.
+    streams.catch(() => activeByEvent.get(eventId)?.streams === streams && activeByEvent.delete(eventId));
+    if (activeByEvent.size > 10_000) activeByEvent.delete(activeByEvent.keys().next().value!);
+    return streams;
+  }
+
+  /**
+   * The listener's view of a live playlist read (`data`), made once per read: the live window with
+   * every segment URI ending in `a=` where each request's query goes (`parts.join(query)`).
+   */
+  function playlistTemplate(streamId: string, data: Buffer): { parts: string[] } {
+    let t = playlistTemplates.get(data);
+    if (!t) {
+      try {
+        const playlist = parseMediaPlaylist(data.toString('utf8'));
+        // A redundant stream that stops must not end the listener's playback: no ENDLIST. Once
+        // monitoring drops the stream it answers 404 and the player moves on.
+        // The live edge only. Its segments carry EXT-X-PROGRAM-DATE-TIME, their timestamps are
+        // wall-clock based (runtime/encoder.ts) and so are their numbers: a player failing over
+        // between redundant streams started apart finds the same moment in the other one.
+        const live = liveWindow(onWallClockSequence(playlist, config.segmentS), LIVE_WINDOW_SEGMENTS);
+        const out = { ...addQueryToSegments(live, `a=${QUERY_MARK}`), ended: false };
+        t = { parts: serializeMediaPlaylist(out).split(QUERY_MARK) };
+        noteDurations(streamId, live);
+      } catch (err) {
+        // ffmpeg rewrites the playlist in place; a half-written one is "not there yet" for the player.
+        t = new NotFoundError(`stream ${streamId} playlist is not readable yet: ${(err as Error).message}`);
+      }
+      playlistTemplates.set(data, t);
+    }
+    if (t instanceof NotFoundError) throw t;
+    return t;
   }
 
   /**
@@ -131,7 +255,10 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
    * where every actor shares one disk), else from the encoder's node through the cache.
    */
   function liveBytes(ctx: Context, stream: StreamDataset, file: string): Promise<Buffer> {
-    if (!config.natsUrl || stream.nodeId === config.nodeId) return readLiveFile(config.dataDir, stream.streamId, file);
+    if (!config.natsUrl || stream.nodeId === config.nodeId) {
+      const read = () => readLiveFile(config.dataDir, stream.streamId, file);
+      return hotMs > 0 ? localCache.get(stream.streamId, file, read) : read();
+    }
     return liveCache.get(stream.streamId, file, () => fetchLiveFile(ctx, stream.nodeId, stream.streamId, file));
   }
 
@@ -145,6 +272,27 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       ctx.service?.logger.warn(`live file fetch failed [stream:${streamId} node:${nodeId} file:${file}] ${(err as Error).message}`);
       throw new NotFoundError(`stream ${streamId} is not reachable on node ${nodeId}`);
     }
+  }
+
+  /** A live stream's playlist (segments carry the code and listener ID, ENDLIST stripped) or segment, counted for usage. */
+  async function serveLiveFile(ctx: Context, params: FileParams): Promise<{ body: Buffer | string; type: string; cacheControl: string }> {
+    const eventId = checkFile(params, LIVE_FILE_RE);
+    const { streamId, file, a } = params;
+    const l = listenerIdOf(params.l);
+    // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
+    // Its dataset also names the node whose disk holds the files.
+    const streams = await activeStreams(ctx, eventId);
+    const stream = streams.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
+    if (!stream) throw new NotFoundError(`stream ${streamId} is not live`);
+    const data = await liveBytes(ctx, stream, file);
+    if (file === 'index.m3u8') {
+      // `a` verified (digits, a dot, base64url) and `l` matched LISTENER_ID_RE: safe in a URI line.
+      const body = playlistTemplate(streamId, data).parts.join(l ? `${a}&l=${l}` : a!);
+      meter.playlist(eventId, l);
+      return { body, type: PLAYLIST_TYPE, cacheControl: 'no-cache' };
+    }
+    meter.segment(eventId, l, segmentDurations.get(streamId)?.get(file) ?? config.segmentS);
+    return { body: data, type: 'video/mp2t', cacheControl: 'private, max-age=60' };
   }
 
   /** `event.get`, or undefined when the event actor is unreachable or slow (status still answers). */
@@ -161,6 +309,47 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
   return {
     name: 'attendee-access',
 
+    started() {
+      usageFlush = setInterval(() => flushUsage(this.broker), options.usageFlushMs ?? 1000);
+      usageFlush.unref();
+    },
+
+    methods: {
+      /**
+       * The listener hot path without Moleculer (a gateway on this node calls it before routing):
+       * `GET /s/<streamId>/<file>?a=…[&l=…]` answered straight from this actor's caches. Returns
+       * false for anything else (the gateway routes it as usual); on any failure hands the request
+       * to `fallback` untouched, so errors are answered by the one regular path.
+       */
+      fastLiveFile(req: IncomingMessage, res: ServerResponse, fallback: () => void): boolean {
+        if (hotMs <= 0 || req.method !== 'GET') return false;
+        const m = FAST_LIVE_RE.exec(req.url ?? '');
+        if (!m) return false;
+        // `a=<code>` or `a=<code>&l=<id>` exactly (the character class above leaves nothing to decode).
+        const q = m[3]!;
+        const amp = q.indexOf('&');
+        const aPart = amp === -1 ? q : q.slice(0, amp);
+        const lPart = amp === -1 ? undefined : q.slice(amp + 1);
+        if (!aPart.startsWith('a=') || (lPart !== undefined && (!lPart.startsWith('l=') || lPart.includes('&')))) return false;
+        fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
+        serveLiveFile(fastCaller, { streamId: m[1]!, file: m[2]!, a: aPart.slice(2), ...(lPart !== undefined ? { l: lPart.slice(2) } : {}) }).then(
+          (r) => {
+            if (res.headersSent || res.destroyed) return;
+            (req as IncomingMessage & { $alias?: { action: string } }).$alias = { action: 'attendee-access.liveFile' };
+            res.writeHead(200, { 'Content-Type': r.type, 'Cache-Control': r.cacheControl, 'Content-Length': Buffer.byteLength(r.body) });
+            res.end(r.body);
+          },
+          () => fallback(),
+        );
+        return true;
+      },
+    },
+
+    stopped() {
+      clearInterval(usageFlush);
+      flushUsage(this.broker);
+    },
+
     actions: {
       /** HLS master playlist: one identical variant per live stream, each with a fresh auth code. */
       live: {
@@ -171,39 +360,44 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
           if (alive.length === 0) throw new NotFoundError(`event ${eventId} is not live`);
           ctx.meta.$responseType = PLAYLIST_TYPE;
           ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache, no-store', 'Referrer-Policy': 'no-referrer' };
-          return masterPlaylist(alive.map((s) => ({ uri: `/s/${s.streamId}/index.m3u8?a=${code(eventId, s.streamId)}` })));
+          // One listener ID per player session: kept on every request of the streams listed here
+          // (the page's code refresh swaps only `a`), so usage counts listeners, not requests.
+          const l = listenerIdOf(ctx.params.l) ?? randomBytes(9).toString('base64url');
+          // Streams that start after the player loaded this reach it through content steering.
+          const steeringUri = `steering.json?s=${alive.map((s) => s.streamId).join(',')}&l=${l}`;
+          return masterPlaylist(alive.map((s) => ({ uri: streamUri(eventId, s.streamId, l) })), { steeringUri });
+        },
+      },
+
+      /**
+       * HLS content steering for a player of live.m3u8 (`s`: the streams its master listed, in
+       * order; `_HLS_pathway`: the one it plays): streams started since reach it as Pathway clones,
+       * and the priority lists only live streams, its own first.
+       */
+      steering: {
+        async handler(ctx: Ctx<SteeringParams>): Promise<SteeringManifest> {
+          const { e: eventId } = authorize(ctx);
+          const listed = typeof ctx.params.s === 'string' ? ctx.params.s.split(',').slice(0, MAX_LISTED_STREAMS) : [];
+          if (!listed.every((id) => isValidStreamId(id) && eventIdOfStream(id) === eventId)) {
+            throw new ValidationFailedError('s must list stream IDs of this event', { s: 'comma-separated stream IDs of this event' });
+          }
+          const p = ctx.params._HLS_pathway;
+          const current = typeof p === 'string' && /^[A-Za-z0-9._-]{1,100}$/.test(p) ? p : undefined;
+          const streams = await ctx.call<StreamDataset[], { eventId: string }>('monitoring.activeStreams', { eventId });
+          const alive = streams.filter((s) => s.eventId === eventId && isValidStreamId(s.streamId)).map((s) => ({ streamId: s.streamId, uri: streamUri(eventId, s.streamId, listenerIdOf(ctx.params.l)) }));
+          ctx.meta.$responseType = 'application/json';
+          ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache, no-store', 'Referrer-Policy': 'no-referrer' };
+          return steeringManifest({ listed, alive, current, ttlS: STEERING_TTL_S });
         },
       },
 
       /** A live stream's playlist (segments carry the code, ENDLIST stripped) or segment. */
       liveFile: {
         async handler(ctx: Ctx<FileParams>): Promise<Buffer | string> {
-          const eventId = checkFile(ctx.params, LIVE_FILE_RE);
-          const { streamId, file, a } = ctx.params;
-          // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
-          // Its dataset also names the node whose disk holds the files.
-          const streams = await ctx.call<StreamDataset[], { eventId: string }>('monitoring.activeStreams', { eventId });
-          const stream = streams.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
-          if (!stream) throw new NotFoundError(`stream ${streamId} is not live`);
-          const data = await liveBytes(ctx, stream, file);
-          if (file === 'index.m3u8') {
-            let playlist;
-            try {
-              playlist = parseMediaPlaylist(data.toString('utf8'));
-            } catch (err) {
-              // ffmpeg rewrites the playlist in place; a half-written one is "not there yet" for the player.
-              throw new NotFoundError(`stream ${streamId} playlist is not readable yet: ${(err as Error).message}`);
-            }
-            // A redundant stream that stops must not end the listener's playback: no ENDLIST. Once
-            // monitoring drops the stream it answers 404 above and the player moves on.
-            const out = { ...addQueryToSegments(playlist, `a=${a}`), ended: false };
-            ctx.meta.$responseType = PLAYLIST_TYPE;
-            ctx.meta.$responseHeaders = { 'Cache-Control': 'no-cache' };
-            return serializeMediaPlaylist(out);
-          }
-          ctx.meta.$responseType = 'video/mp2t';
-          ctx.meta.$responseHeaders = { 'Cache-Control': 'private, max-age=60' };
-          return data;
+          const r = await serveLiveFile(ctx, ctx.params);
+          ctx.meta.$responseType = r.type;
+          ctx.meta.$responseHeaders = { 'Cache-Control': r.cacheControl };
+          return r.body;
         },
       },
 
@@ -298,6 +492,12 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
             if (!(err instanceof ForbiddenError)) throw err;
             return fail(403, 'This link does not work', `Sorry, ${err.message}. Please ask the organizer for a new link.`);
           }
+          if (claims.r === 'host') {
+            // The host link opens the host page, which acts through the gateway's host-only routes (web/host-page.ts).
+            const hostNonce = randomBytes(18).toString('base64');
+            ctx.meta.$responseHeaders = { ...baseHeaders, 'Content-Security-Policy': hostPageCsp(hostNonce) };
+            return renderHostPage({ title: `Event ${claims.e}`, eventId: claims.e, nonce: hostNonce });
+          }
           const needsPassword = claims.p !== undefined;
           let title = `Event ${claims.e}`;
           if (!needsPassword) {
@@ -338,6 +538,11 @@ function passwordOf(meta: Meta): string | undefined {
 /** The event actor's own "no such event" (Moleculer's SERVICE_NOT_FOUND is a 404 too, but means unreachable). */
 function isEventNotFound(err: unknown): boolean {
   return err instanceof NotFoundError || (err as { type?: string } | null)?.type === 'NOT_FOUND';
+}
+
+/** A well-formed listener ID, or undefined (a request without one is served, counted as a request only). */
+function listenerIdOf(v: unknown): string | undefined {
+  return typeof v === 'string' && LISTENER_ID_RE.test(v) ? v : undefined;
 }
 
 function baseName(uri: string): string {

@@ -26,6 +26,7 @@
 import type { Context, Service, ServiceBroker, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
 import { isValidEventId, isValidStreamId } from '../codecs/ids.ts';
+import { ACCOUNT_RULE, isValidAccount, mayAccess } from '../codecs/api-key.ts';
 import {
   OPEN_STATUSES,
   callerCount,
@@ -53,13 +54,16 @@ import {
   type StreamDataset,
   type StreamRecord,
 } from '../runtime/contracts.ts';
-import { openDb } from '../runtime/db.ts';
+import { openDb, openPostgres } from '../runtime/db.ts';
 import { storageOf } from '../runtime/storage-client.ts';
 import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError } from '../runtime/errors.ts';
 import { enqueueArchive } from '../runtime/archive-queue.ts';
 import { createRedis } from '../runtime/redis.ts';
 import { RedisEventStore, type LockResult, type SaveResult } from '../runtime/redis-event-store.ts';
 import { ReportingWriter, type ReportingSink } from '../runtime/reporting.ts';
+import { QueuedReporting } from '../runtime/db-queue.ts';
+import { RedisReconcileGuard, runReconciliation, type Reconciliation } from '../runtime/reconcile.ts';
+import { SinkKeyMirror, keysFileOf } from '../runtime/api-keys.ts';
 
 /** The shared store of events' live state the actor needs (cluster mode); RedisEventStore is the real one. */
 export interface EventStateStore {
@@ -81,7 +85,11 @@ export interface EventStateStore {
 
 /** What the event actor can be handed instead of its defaults (specs hand it fakes). */
 export interface EventServiceDeps {
-  /** Builds the reporting writer in `created()`. Default: ReportingWriter over `openDb(config)`. */
+  /**
+   * Builds the reporting writer in `created()`. Default: in a cluster with PostgreSQL (`dbUrl` and
+   * `redisUrl`) a BullMQ queue in Redis with this node's worker (runtime/db-queue.ts), else the
+   * in-process ReportingWriter over `openDb(config)`.
+   */
   reporting?: (logger: Service['logger']) => ReportingSink;
   /** Clock. Default `new Date()`. */
   now?: () => Date;
@@ -98,12 +106,16 @@ export interface EventServiceDeps {
 export interface UpdateParams {
   eventId: string;
   patch: EventPatch;
+  /** The API caller's account: another account's event answers 404 (codecs/api-key.ts mayAccess). */
+  account?: string;
 }
 
 /** `event.end` parameters. */
 export interface EndParams {
   eventId: string;
   reason: EndReason;
+  /** As in UpdateParams. */
+  account?: string;
 }
 
 /** `event.held` reply: one event this node holds in memory. */
@@ -170,6 +182,7 @@ function validateInfo(info: unknown): EventInfo {
   if (!STATUSES.includes(i.status as EventStatus)) fields.status = `must be one of ${STATUSES.join(', ')}`;
   if (typeof i.createdAt !== 'string' || Number.isNaN(Date.parse(i.createdAt))) fields.createdAt = 'must be an ISO 8601 time';
   if (typeof i.archiveDays !== 'number' || !Number.isInteger(i.archiveDays) || i.archiveDays < 1) fields.archiveDays = 'must be a whole number of days ≥ 1';
+  if (i.account !== undefined && !isValidAccount(i.account)) fields.account = ACCOUNT_RULE;
   if (Object.keys(fields).length > 0) throw new ValidationFailedError(`invalid event info: ${Object.keys(fields).join(', ')}`, fields);
   return { ...(i as EventInfo) };
 }
@@ -247,6 +260,9 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   let broker: ServiceBroker;
   let logger: Service['logger'];
   let reporting: ReportingSink | undefined;
+  let reconciliation: Reconciliation | undefined;
+  /** Accounts and API keys into a PGlite reporting DB (runtime/api-keys.ts SinkKeyMirror); none with PostgreSQL. */
+  let keyMirror: SinkKeyMirror | undefined;
   let store: EventStateStore | undefined;
   let stopping = false;
   let startedMs = Date.now();
@@ -831,8 +847,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     return result;
   }
 
-  async function applyOrConflict(eventId: string, input: LifecycleInput): Promise<EventInfo> {
-    const slot = await slotOf(eventId);
+  async function applyOrConflict(eventId: string, input: LifecycleInput, account?: unknown): Promise<EventInfo> {
+    const slot = await slotOf(eventId, account);
     const r = await apply(slot, input);
     if (r.refusal) throw new StateConflictError(r.refusal.message, { status: r.refusal.status });
     return { ...slot.state.info };
@@ -852,9 +868,14 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     return p;
   }
 
-  async function slotOf(eventId: string): Promise<Slot> {
+  /**
+   * The event's slot; 404 when there is none, or when `account` (an API caller's, passed on by the
+   * reservation actor) may not see it: another account's event answers as if it did not exist.
+   */
+  async function slotOf(eventId: string, account?: unknown): Promise<Slot> {
+    if (account !== undefined && !isValidAccount(account)) throw new ValidationFailedError('invalid account', { account: ACCOUNT_RULE });
     const slot = await slotFor(eventId);
-    if (!slot) throw new NotFoundError(`no event ${eventId}`);
+    if (!slot || !mayAccess(account, slot.state.info)) throw new NotFoundError(`no event ${eventId}`);
     return slot;
   }
 
@@ -1077,6 +1098,11 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   return {
     name: 'event',
     events: {
+      [EVENTS.apiKeyChanged]: {
+        handler(ctx: Context<unknown>) {
+          keyMirror?.heard(ctx.params);
+        },
+      },
       [EVENTS.streamStopped]: {
         handler(ctx: Context<StreamRecord>) {
           const r = ctx.params;
@@ -1134,8 +1160,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         return { ...slot.state.info };
       }),
 
-      get: placed<{ eventId: string }>('eventId', (p) => p?.eventId, async (ctx): Promise<EventView> => {
-        const slot = await slotOf(requireEventId(ctx.params?.eventId));
+      get: placed<{ eventId: string; account?: string }>('eventId', (p) => p?.eventId, async (ctx): Promise<EventView> => {
+        const slot = await slotOf(requireEventId(ctx.params?.eventId), ctx.params?.account);
         return view(slot.state, await activeStreams(slot.state.info.eventId));
       }),
 
@@ -1164,18 +1190,18 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       update: placed<UpdateParams>('eventId', (p) => p?.eventId, async (ctx) => {
         const eventId = requireEventId(ctx.params?.eventId);
         const patch = validatePatch(ctx.params?.patch);
-        return applyOrConflict(eventId, { type: 'update', at: at(), patch });
+        return applyOrConflict(eventId, { type: 'update', at: at(), patch }, ctx.params?.account);
       }),
 
-      cancel: placed<{ eventId: string }>('eventId', (p) => p?.eventId, async (ctx) => {
-        return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'cancel', at: at() });
+      cancel: placed<{ eventId: string; account?: string }>('eventId', (p) => p?.eventId, async (ctx) => {
+        return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'cancel', at: at() }, ctx.params?.account);
       }),
 
       end: placed<EndParams>('eventId', (p) => p?.eventId, async (ctx) => {
         const eventId = requireEventId(ctx.params?.eventId);
         const reason = ctx.params?.reason;
         if (!END_REASONS.includes(reason)) throw new ValidationFailedError(`invalid end reason ${JSON.stringify(reason)}`, { reason: `must be one of ${END_REASONS.join(', ')}` });
-        return applyOrConflict(eventId, { type: 'end', at: at(), reason });
+        return applyOrConflict(eventId, { type: 'end', at: at(), reason }, ctx.params?.account);
       }),
 
       join: placed<JoinParams>('eventId', (p) => p?.eventId, async (ctx): Promise<JoinResult> => {
@@ -1219,8 +1245,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         return applyOrConflict(eventId, { type: 'archive-failed', at: at(), error });
       }),
 
-      retryArchive: placed<{ eventId: string }>('eventId', (p) => p?.eventId, async (ctx) => {
-        return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'retry-archive', at: at() });
+      retryArchive: placed<{ eventId: string; account?: string }>('eventId', (p) => p?.eventId, async (ctx) => {
+        return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'retry-archive', at: at() }, ctx.params?.account);
       }),
     },
 
@@ -1228,7 +1254,15 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       broker = this.broker;
       logger = this.logger;
       stopping = false;
-      reporting = deps.reporting ? deps.reporting(this.logger) : new ReportingWriter(() => openDb(config, this.logger), this.logger);
+      const dbRetry = { maxBackoffMs: config.dbRetryMaxS * 1000 };
+      if (deps.reporting) reporting = deps.reporting(this.logger);
+      else if (config.dbUrl && config.redisUrl) {
+        const dbUrl = config.dbUrl;
+        reporting = new QueuedReporting({ url: config.redisUrl, namespace: config.namespace, nodeId: this.broker.nodeID, openDb: () => openPostgres(dbUrl, this.logger), logger: this.logger, ...dbRetry });
+      } else reporting = new ReportingWriter(() => openDb(config, this.logger), this.logger, dbRetry);
+      // PGlite has one writer, this sink: the accounts and API keys mirror goes through it (with PostgreSQL the gateways write it).
+      const keySink = reporting;
+      if (!config.dbUrl && keySink.withDb) keyMirror = new SinkKeyMirror((fn) => keySink.withDb!(fn), keysFileOf(config.dataDir), this.logger);
       if (deps.store !== undefined) store = deps.store(this.logger, this.broker.nodeID) ?? undefined;
       else if (config.redisUrl) store = new RedisEventStore(createRedis({ url: config.redisUrl, namespace: config.namespace, name: 'event', logger: this.logger }), this.broker.nodeID);
       store?.onReady(() => {
@@ -1243,7 +1277,21 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       store?.connect();
       // Embedded PGlite blocks the process while it starts: do it before the node is up, never mid-call.
       if (!config.dbUrl && reporting instanceof ReportingWriter) await reporting.warmUp();
+      keyMirror?.start();
       await this.broker.waitForServices('content-storage', 30_000, 50);
+      const sink = reporting;
+      if (sink?.withDb) {
+        // In the background: start-up never waits on the database. In a cluster one node at a time runs it.
+        const storage = storageOf(this.broker);
+        reconciliation = runReconciliation({
+          source: { listEventIds: () => storage.listEventIds(), getEventInfo: (id) => storage.getEventInfo(id) },
+          withDb: (fn) => sink.withDb!(fn),
+          logger: this.logger,
+          guard: config.dbUrl && config.redisUrl ? new RedisReconcileGuard(config.redisUrl, config.namespace, this.broker.nodeID, this.logger) : undefined,
+          maxBackoffMs: config.dbRetryMaxS * 1000,
+          startedMs,
+        });
+      }
       if (store) {
         // Events are placed over the nodes running `event`: wait a moment to hear of the others before
         // taking any over, then look again on every topology change and now and then.
@@ -1290,6 +1338,10 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         if (slot.retry) clearTimeout(slot.retry);
       }
       await Promise.all([...slots.values()].map((s) => s.commits));
+      await reconciliation?.stop();
+      reconciliation = undefined;
+      await keyMirror?.close();
+      keyMirror = undefined;
       await reporting?.close();
       reporting = undefined;
       await store?.close();

@@ -6,7 +6,7 @@
  * of issue 3, failover and call-setup, run three node processes on ports 48000-49999).
  *
  *   --quick          short runs for a smoke check (under ~2 minutes)
- *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup, listener-gap, archive-build, leader-failover, replication (comma-separated)
+ *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup, listener-gap, archive-build, leader-failover, replication, reservations, listener-load (comma-separated)
  *   --n LIST         capacity: the N to try, e.g. --n 50,100 (default 25,50,100,200; quick 10)
  *   --no-debian      capacity: skip the comparison run with Debian's ffmpeg
  */
@@ -22,8 +22,10 @@ import { failover } from './failover.ts';
 import { glassToGlass } from './glass-to-glass.ts';
 import { leaderFailover } from './leader-failover.ts';
 import { listenerGap } from './listener-gap.ts';
+import { listenerLoad } from './listener-load.ts';
 import { pinToLive } from './pin-to-live.ts';
 import { replication } from './replication.ts';
+import { reservations } from './reservations.ts';
 import { REPO } from './support/node.ts';
 import { table, type BenchOptions, type BenchResult, type Row } from './support/report.ts';
 
@@ -39,7 +41,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity,failover,call-setup,listener-gap,archive-build,leader-failover,replication] [--n 25,50] [--no-debian]');
+  console.log('usage: npm run bench -- [--quick] [--only pin-to-live,glass-to-glass,capacity,failover,call-setup,listener-gap,archive-build,leader-failover,replication,reservations,listener-load] [--n 25,50] [--no-debian]');
   process.exit(0);
 }
 
@@ -51,9 +53,11 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
   failover,
   'call-setup': callSetup,
   'listener-gap': listenerGap,
+  'listener-load': listenerLoad,
   'archive-build': archiveBuild,
   'leader-failover': leaderFailover,
   replication,
+  reservations,
 };
 
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);

@@ -6,9 +6,11 @@
  *   jitcast reserve --title T …    reserve an event
  *   jitcast events [--json]        list events
  *   jitcast event ID [--json]      one event
+ *   jitcast report ID [--json]     one event's usage report
  *   jitcast end ID                 end a live event
  *   jitcast drain NODE             put a voice server into maintenance (busy calls finish)
  *   jitcast resume NODE            bring a drained voice server back into service
+ *   jitcast keys create|list|revoke  API keys of customer accounts (operator key needed)
  * Every config flag also reads from the environment as JITCAST_<FLAG> (see cluster.config.ts).
  */
 import { parseArgs } from 'node:util';
@@ -17,7 +19,7 @@ import { ConfigError, JitcastError } from '../runtime/errors.ts';
 import { EX_CONFIG, EX_USAGE, tellSupervisor, underSupervisor } from '../runtime/node-supervisor.ts';
 
 const CONFIG_FLAGS = [
-  'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'http-host', 'http-port', 'public-url',
+  'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'db-retry-max-s', 'http-host', 'http-port', 'tls-cert', 'tls-key', 'public-url',
   'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
   'archive-silence-limit-s', 'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'health-test-interval-s', 'retention-sweep-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
   'log-level',
@@ -32,9 +34,15 @@ Usage:
   jitcast reserve --title T [--starts-at ISO] [--archive-days N] [--password P] [--json]
   jitcast events [--json]               list events
   jitcast event EVENT_ID [--json]       show one event
+  jitcast report EVENT_ID [--json]      usage: listeners (peak, total), listening and call minutes, streams, fragments
   jitcast end EVENT_ID                  end a live event now
   jitcast drain NODE                    voice server of NODE into maintenance: no new calls, busy ones finish
   jitcast resume NODE                   voice server of NODE back into service
+  jitcast keys create --account A [--label L] [--json]
+                                        a new API key for account A, printed this once
+  jitcast keys list [--account A] [--json]
+                                        key IDs, accounts, labels, created, revoked (never a key)
+  jitcast keys revoke KEY_ID            every gateway refuses the key from now on
 
 Flags (each also read from JITCAST_<FLAG>, e.g. JITCAST_HTTP_PORT):
   ${CONFIG_FLAGS.map((f) => `--${f}`).join(' ')}
@@ -56,6 +64,8 @@ function parse(argv: string[]) {
     'starts-at': { type: 'string' },
     'archive-days': { type: 'string' },
     password: { type: 'string' },
+    account: { type: 'string' },
+    label: { type: 'string' },
     // Read by runtime/node-supervisor.ts before this file loads; accepted here so the worker parses its argv.
     // (That reader takes every flag but json/help to carry a value: a new boolean flag goes into its VALUELESS too.)
     supervise: { type: 'string' },
@@ -218,7 +228,70 @@ export function renderStatus(s: any): string {
       ['pool', 'node', 'member', 'since', 'last test', 'pass/fail', 'reason'],
     );
   }
+  if (Array.isArray(s.recentErrors)) {
+    out += '\nRecent errors (newest first)\n';
+    out += table(
+      s.recentErrors.slice(0, 10).map((e: any) => ({ at: e.at, node: e.nodeId, level: e.level, module: e.module, message: e.count > 1 ? `${e.message} (×${e.count})` : e.message })),
+      ['at', 'node', 'level', 'module', 'message'],
+    );
+  }
   return out;
+}
+
+/** Renders `GET /api/events/:eventId/report` for people. */
+export function renderReport(r: any): string {
+  const l = r.listeners ?? {};
+  const lines = [
+    `Usage of event ${r.eventId}${r.title ? ` "${r.title}"` : ''} — ${r.status ?? 'unknown'}${r.final ? ' (final)' : ''}`,
+    `  listeners          peak ${l.peak ?? 0}${l.peakAt ? ` at ${l.peakAt}` : ''}, total ${l.total ?? 0}, now ${l.current ?? 0}`,
+    `  listening minutes  ${r.listeningMinutes ?? 0}`,
+    `  call minutes       ${r.callMinutes ?? 0} (${r.calls?.total ?? 0} call(s), ${r.calls?.active ?? 0} connected now)`,
+    `  streams            ${r.streams?.total ?? 0} (${r.streams?.live ?? 0} live, ${r.streams?.minutes ?? 0} stream minutes)`,
+    `  archive fragments  ${r.fragments ?? 0}`,
+    `  requests           ${r.requests?.segments ?? 0} segments, ${r.requests?.playlists ?? 0} playlists`,
+    `  from               ${(r.sources ?? []).join(' + ') || 'nothing recorded yet'}${r.dbError ? ` (reporting DB unreadable: ${r.dbError})` : ''}`,
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** `jitcast keys create|list|revoke`: API keys of customer accounts, through `/api/keys` (operator key). */
+async function keysCommand(config: JitcastConfig, url: string | undefined, sub: string | undefined, arg: string | undefined, values: Record<string, unknown>, json: boolean): Promise<void> {
+  const when = (iso: unknown) => (typeof iso === 'string' ? iso.replace(/\.\d+Z$/, 'Z') : '');
+  switch (sub) {
+    case 'create': {
+      if (typeof values.account !== 'string') throw new Error('keys create needs --account NAME');
+      const body: Record<string, unknown> = { account: values.account };
+      if (typeof values.label === 'string') body.label = values.label;
+      const k = await api(config, url, 'POST', '/api/keys', body);
+      process.stdout.write(
+        json
+          ? JSON.stringify(k, null, 2) + '\n'
+          : `API key for account ${k.account}${k.label ? ` (${k.label})` : ''}\n  key ID  ${k.keyId}\n  key     ${k.key}\nKeep the key now: it is shown only this once (revoke with: jitcast keys revoke ${k.keyId}).\n`,
+      );
+      return;
+    }
+    case 'list': {
+      const q = typeof values.account === 'string' ? `?account=${encodeURIComponent(values.account)}` : '';
+      const list = (await api(config, url, 'GET', `/api/keys${q}`)) as Array<Record<string, unknown>>;
+      process.stdout.write(
+        json
+          ? JSON.stringify(list, null, 2) + '\n'
+          : table(
+              list.map((k) => ({ ...k, created: k.source === 'config' ? '(config)' : when(k.createdAt), revoked: k.revoked ? when(k.revokedAt) : 'no', label: k.label ?? '' })),
+              ['keyId', 'account', 'label', 'created', 'revoked'],
+            ),
+      );
+      return;
+    }
+    case 'revoke': {
+      if (!arg) throw new Error('keys revoke needs a key ID (see jitcast keys list)');
+      const k = await api(config, url, 'DELETE', `/api/keys/${encodeURIComponent(arg)}`);
+      process.stdout.write(json ? JSON.stringify(k, null, 2) + '\n' : `API key ${k.keyId} of account ${k.account} is revoked (since ${when(k.revokedAt)})\n`);
+      return;
+    }
+    default:
+      throw new Error(`keys needs create, list or revoke (got ${sub === undefined ? 'nothing' : `'${sub}'`})`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -269,6 +342,13 @@ async function main(): Promise<void> {
       process.stdout.write(JSON.stringify(e, null, 2) + '\n');
       return;
     }
+    case 'report': {
+      const id = positionals[1];
+      if (!id) throw new Error('report needs an event ID');
+      const r = await api(config, url, 'GET', `/api/events/${encodeURIComponent(id)}/report`);
+      process.stdout.write(json ? JSON.stringify(r, null, 2) + '\n' : renderReport(r));
+      return;
+    }
     case 'end': {
       const id = positionals[1];
       if (!id) throw new Error('end needs an event ID');
@@ -276,6 +356,8 @@ async function main(): Promise<void> {
       process.stdout.write(`event ${e.eventId} is ${e.status}\n`);
       return;
     }
+    case 'keys':
+      return keysCommand(config, url, positionals[1], positionals[2], values, json);
     case 'drain':
     case 'resume': {
       const id = positionals[1];

@@ -43,6 +43,8 @@ export interface EventInfo {
   archive?: ArchiveFragment[];
   /** Why the archive could not be built, when status is archive-error. */
   archiveError?: string;
+  /** The customer account that reserved the event; absent (older event-info) = `operator` (codecs/api-key.ts accountOf). */
+  account?: string;
 }
 
 /** A live stream as monitoring sees it (DESIGN.md "monitoring data"). */
@@ -253,6 +255,14 @@ export const EVENTS = {
   encoderStatus: 'jitcast.encoder.status',
   /** ArchiveAnnounce: an archive coordinator's heartbeat for the leader election (broadcast; core/election.ts). */
   archiveAnnounce: 'jitcast.archive.announce',
+  /** ApiKeyRecord (runtime/api-keys.ts): a key was created or revoked; every gateway takes it into its registry (broadcast). */
+  apiKeyChanged: 'jitcast.apiKey.changed',
+  /** UsageDelta (core/usage.ts): what a node's attendee access served since its last flush (broadcast, every second). */
+  usageListeners: 'jitcast.usage.listeners',
+  /** CallReport (core/usage.ts): a caller joined an event on a voice server (broadcast). */
+  callStarted: 'jitcast.call.started',
+  /** CallReport with `endedAtMs`: that call ended (broadcast). */
+  callEnded: 'jitcast.call.ended',
 } as const;
 
 /** `encoder-port.liveFile` parameters: one file of a stream the asked node encodes (issue 3, files across nodes). */

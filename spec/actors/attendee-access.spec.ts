@@ -9,6 +9,7 @@ import { createBroker } from '../../runtime/broker.ts';
 import { createAttendeeAccessService } from '../../actors/attendee-access.service.ts';
 import { createGatewayService } from '../../actors/gateway.service.ts';
 import { passwordProof, signAuthCode, signToken, verifyAuthCode } from '../../codecs/token.ts';
+import type { SteeringManifest } from '../../codecs/hls.ts';
 import { NotFoundError } from '../../runtime/errors.ts';
 import type { EventInfo, EventView, StreamDataset } from '../../runtime/contracts.ts';
 import type { JitcastConfig } from '../../cluster.config.ts';
@@ -154,7 +155,8 @@ async function startRig(world: () => World, opts: { withEvent?: boolean; eventTi
   writeFileSync(join(config.dataDir, 'live', 'seg00000.ts'), Buffer.from('OUTSIDE'));
   writeFileSync(join(config.dataDir, 'secret.ts'), Buffer.from('OUTSIDE'));
   const broker = createBroker(config);
-  broker.createService(createAttendeeAccessService(config, { nowS: () => NOW, eventTimeoutMs: opts.eventTimeoutMs ?? 100 }));
+  // hotCacheMs 0: each spec changes what monitoring and the disk hold and expects the next request to see it.
+  broker.createService(createAttendeeAccessService(config, { nowS: () => NOW, eventTimeoutMs: opts.eventTimeoutMs ?? 100, hotCacheMs: 0 }));
   for (const s of [...fakes(world, opts.withEvent ?? true), ...gateway]) broker.createService(s);
   await broker.start();
   return { broker, config };
@@ -199,7 +201,8 @@ describe('attendee-access', () => {
         [uris[0]!, STREAM_A, STREAM_B],
         [uris[1]!, STREAM_B, STREAM_A],
       ] as const) {
-        const m = /^\/s\/([^/]+)\/index\.m3u8\?a=(.+)$/.exec(uri);
+        // The player session's listener ID rides along for usage reports (core/usage.ts).
+        const m = /^\/s\/([^/]+)\/index\.m3u8\?a=([^&]+)&l=[A-Za-z0-9_-]{12}$/.exec(uri);
         assert.ok(m, uri);
         assert.equal(m[1], streamId);
         const code = m[2]!;
@@ -238,6 +241,45 @@ describe('attendee-access', () => {
     });
   });
 
+  describe('steering (streams that start after the player loaded live.m3u8)', () => {
+    const steer = (params: Record<string, unknown>) => callWithMeta<SteeringManifest>(rig.broker, 'attendee-access.steering', { token: attendeeToken(), ...params });
+
+    it('live() names a steering manifest listing its streams in order, relative to live.m3u8', async () => {
+      const data = await rig.broker.call<string, object>('attendee-access.live', { token: attendeeToken() });
+      assert.match(data, new RegExp(`^#EXT-X-CONTENT-STEERING:SERVER-URI="steering\\.json\\?s=${STREAM_A},${STREAM_B}(&l=[A-Za-z0-9_-]+)?",PATHWAY-ID="\\."$`, 'm'));
+    });
+
+    it('steering() clones a stream started since the master was loaded, with a fresh auth code, and keeps the player on its own Pathway', async () => {
+      const { data, meta } = await steer({ s: STREAM_A, _HLS_pathway: '.' });
+      assert.equal(meta.$responseType, 'application/json');
+      assert.deepEqual(data['PATHWAY-PRIORITY'], ['.', STREAM_B]);
+      const clone = data['PATHWAY-CLONES']!;
+      assert.equal(clone.length, 1);
+      assert.equal(clone[0]!.ID, STREAM_B);
+      assert.equal(clone[0]!['BASE-ID'], '.');
+      const uri = clone[0]!['URI-REPLACEMENT']['PER-VARIANT-URIS'].live!;
+      const m = new RegExp(`^/s/${STREAM_B}/index\\.m3u8\\?a=([^&]+)`).exec(uri);
+      assert.ok(m, uri);
+      assert.equal(verifyAuthCode(SECRET, m[1]!, EVENT, STREAM_B, NOW), true);
+      assert.ok(data.TTL > 0 && data.TTL <= 10, `TTL ${data.TTL}`);
+    });
+
+    it('steering() leaves out a stream that died, so its player moves to the other before a request fails', async () => {
+      world.alive.delete(STREAM_A);
+      const { data } = await steer({ s: `${STREAM_A},${STREAM_B}`, _HLS_pathway: '.' });
+      assert.deepEqual(data['PATHWAY-PRIORITY'], ['..']);
+      assert.equal(data['PATHWAY-CLONES'], undefined);
+    });
+
+    it('steering() refuses stream IDs of another event or malformed ones (400) and a bad token (403); ignores a bad _HLS_pathway', async () => {
+      await assert.rejects(steer({ s: OTHER_EVENT_STREAM }), { code: 400 });
+      await assert.rejects(steer({ s: '../../etc' }), { code: 400 });
+      await assert.rejects(rig.broker.call('attendee-access.steering', { token: 'not-a-token', s: STREAM_A }), { code: 403 });
+      const { data } = await steer({ s: STREAM_A, _HLS_pathway: '<script>' });
+      assert.deepEqual(data['PATHWAY-PRIORITY'], ['.', STREAM_B]);
+    });
+  });
+
   describe('liveFile', () => {
     it('liveFile() rewrites index.m3u8 with the auth code on each segment and without ENDLIST', async () => {
       const a = codeFor(STREAM_A);
@@ -245,7 +287,8 @@ describe('attendee-access', () => {
       assert.equal(meta.$responseType, 'application/vnd.apple.mpegurl');
       assert.equal(meta.$responseHeaders['Cache-Control'], 'no-cache');
       assert.doesNotMatch(data, /#EXT-X-ENDLIST/);
-      assert.match(data, /#EXT-X-PLAYLIST-TYPE:EVENT/);
+      // A live window: it may drop old segments, so it is no EVENT playlist.
+      assert.doesNotMatch(data, /#EXT-X-PLAYLIST-TYPE/);
       const uris = data.split('\n').filter((l) => l && !l.startsWith('#'));
       assert.deepEqual(uris, [`seg00000.ts?a=${a}`, `seg00001.ts?a=${a}`, `seg00002.ts?a=${a}`]);
     });
