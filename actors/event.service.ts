@@ -1151,10 +1151,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
           if (raced) return { ...raced.state.info };
         }
         slots.set(info.eventId, slot);
-        // The reservation stored event-info.xml before registering (durable first); this rewrite only
-        // keeps it in line with the event's later writes, so a failure is logged, not refused.
-        const failed = await serially(slot, () => writeInfo(slot.state.info));
-        if (failed) ctx.service!.logger.error(`event-info write failed at registration [event:${info.eventId}] ${failed.message}`);
+        // Nothing to write: the reservation stored this very event-info.xml before registering
+        // (durable first), and every later state is written before it is shown.
         report(slot.state.info);
         ctx.service!.logger.info(`event registered [event:${info.eventId} status:${info.status}]`);
         return { ...slot.state.info };

@@ -80,7 +80,8 @@ describe('files across nodes: live files and stored streams over NATS, no shared
     const realConfig = testConfig({ ...base, nodeId: ids.real, encoderPorts: '21900-21909' });
 
     door = createBroker(doorConfig);
-    door.createService(createAttendeeAccessService(doorConfig, { nowS: () => NOW, livePlaylistTtlMs: PLAYLIST_TTL_MS, liveFetchTimeoutMs: 1500 }));
+    // hotCacheMs 0: each spec puts a new stream in monitoring's table and asks for it at once.
+    door.createService(createAttendeeAccessService(doorConfig, { nowS: () => NOW, livePlaylistTtlMs: PLAYLIST_TTL_MS, liveFetchTimeoutMs: 1500, hotCacheMs: 0 }));
     door.createService(createContentStorageService(doorConfig, { uploadIdleMs: UPLOAD_IDLE_MS }));
     door.createService({
       name: 'monitoring',

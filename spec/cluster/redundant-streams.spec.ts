@@ -27,6 +27,8 @@ import { CHROMIUM_ARGS, PLANE_ROLES, VOICE_ROLES, largestStall, playbackSamples,
 
 const SLOT = 0;
 const SEGMENT_MS = 2000;
+/** How long the listener is watched after the kill. */
+const AFTER_KILL_MS = 14_000;
 /** Sampling resolution plus hls.js's own timers: the stall bound is one segment plus this. */
 const STALL_MARGIN_MS = 250;
 const HOST_HZ = { v1: 1000, v2: 1500 } as const;
@@ -201,21 +203,22 @@ describe('redundant streams: dual dial-in, bridged conference, listener through 
     assert.ok(victim === 'v1' || victim === 'v2', `the player's stream ${lastSegment.streamId} is v1's or v2's`);
     survivor = victim === 'v1' ? 'v2' : 'v1';
     killedAt = await cluster.kill9(victim);
-    await sleep(20_000);
+    // Well past the ~6 s the player had buffered: what it plays then came from the other stream.
+    await sleep(AFTER_KILL_MS);
     const samples = await playbackSamples(listener);
     const before = largestStall(samples, killedAt - 5000, killedAt);
     const f = largestStall(samples, killedAt);
     const level = await listener.evaluate(() => document.body.innerText.slice(0, 200));
     const segmentsAfter = requests.filter((r) => r.file.endsWith('.ts') && r.at > killedAt + 5000);
-    console.log(`# player on ${victim}'s stream at the kill; segments fetched 5-20 s after it: ${segmentsAfter.map((r) => nodeOf.get(r.streamId)).join(',')}`);
+    console.log(`# player on ${victim}'s stream at the kill; segments fetched from 5 s after it: ${segmentsAfter.map((r) => nodeOf.get(r.streamId)).join(',')}`);
     console.log(`# listener through SIGKILL of ${victim}: longest stall ${f.longestStallMs} ms (at ${f.stallAt ? f.stallAt - killedAt : '-'} ms after the kill), playback lost ${f.lostMs} ms, largest skip ${Math.round(f.largestSkipMs)} ms, played ${f.playedS.toFixed(2)} s in ${f.spanMs} ms; before the kill: stall ${before.longestStallMs} ms`);
     assert.ok(before.playedS > 3.5, `playing before the kill (${before.playedS.toFixed(2)} s in 5 s)`);
-    assert.ok(f.playedS > 16, `currentTime kept advancing after the kill: ${f.playedS.toFixed(2)} s in ${f.spanMs} ms (page: ${level})`);
+    assert.ok(f.playedS > AFTER_KILL_MS / 1000 - 3, `currentTime kept advancing after the kill: ${f.playedS.toFixed(2)} s in ${f.spanMs} ms (page: ${level})`);
     assert.ok(f.longestStallMs <= SEGMENT_MS + STALL_MARGIN_MS, `longest stall ${f.longestStallMs} ms ≤ one segment (${SEGMENT_MS} ms) + ${STALL_MARGIN_MS} ms`);
     // Nor skipped ahead: a stream placed on the other's timeline by the difference of their starts
     // leaves a hole the player jumps.
     assert.ok(f.largestSkipMs <= SEGMENT_MS, `largest skip ahead ${Math.round(f.largestSkipMs)} ms ≤ one segment`);
-    assert.ok(segmentsAfter.length >= 5 && segmentsAfter.every((r) => nodeOf.get(r.streamId) === survivor), `the player moved to ${survivor}'s stream`);
+    assert.ok(segmentsAfter.length >= 3 && segmentsAfter.every((r) => nodeOf.get(r.streamId) === survivor), `the player moved to ${survivor}'s stream`);
     assert.deepEqual(problems, []);
   });
 
