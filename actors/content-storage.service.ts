@@ -399,6 +399,8 @@ export function createContentStorageService(config: JitcastConfig, options: Cont
         await putInfo(broker, markRetentionEnded(info, t), logger);
         swept.push(eventId);
         logger.info(`retention ended: archive removed [event:${eventId} archiveDays:${info.archiveDays} endedAt:${info.endedAt ?? '-'}]`);
+        // The event actor drops the archive from what it shows (API, attendee page); storage holds the truth meanwhile.
+        await broker.call('event.retentionEnded', { eventId }).catch((err: Error) => logger.warn(`event actor not told of the retention's end [event:${eventId}] ${err.message}`));
       } else if (retentionOver(info, t) && Object.keys(await primary.streamManifest(eventId)).length > 0) {
         await applyEventInfo(eventId, xml, logger); // marked earlier, files still here (a crash between the two)
       }

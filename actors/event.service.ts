@@ -1243,6 +1243,11 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         return applyOrConflict(eventId, { type: 'archive-failed', at: at(), error });
       }),
 
+      /** Content storage's retention sweep removed the event's archive: the event shows none from now on. */
+      retentionEnded: placed<{ eventId: string }>('eventId', (p) => p?.eventId, async (ctx) => {
+        return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'retention-ended', at: at() });
+      }),
+
       retryArchive: placed<{ eventId: string; account?: string }>('eventId', (p) => p?.eventId, async (ctx) => {
         return applyOrConflict(requireEventId(ctx.params?.eventId), { type: 'retry-archive', at: at() }, ctx.params?.account);
       }),

@@ -53,6 +53,8 @@ export type LifecycleInput =
   | { type: 'archive-built'; at: string; archive: ArchiveFragment[] }
   | { type: 'archive-failed'; at: string; error: string }
   | { type: 'retry-archive'; at: string }
+  /** Content storage removed the archive's files: its retention (archiveDays) is over. */
+  | { type: 'retention-ended'; at: string }
   | { type: 'update'; at: string; patch: EventPatch }
   /** Voice servers on these nodes left the cluster: their callers are gone without a `leave`. */
   | { type: 'callers-gone'; at: string; nodeIds: string[] }
@@ -250,6 +252,14 @@ export function step(state: LifecycleState, input: LifecycleInput): StepResult {
         state: withInfo(state, input.at, { status: 'archiving' }),
         effects: [{ type: 'persist' }, { type: 'broadcast-status', status: 'archiving' }, { type: 'request-archive' }],
       };
+    case 'retention-ended': {
+      // The event stays archived, without an archive (as content storage's event-info.xml has it).
+      if (status !== 'archived') return refuse(state, input, `only an archived event's retention can end`);
+      if (state.info.archive === undefined) return { state, effects: [] };
+      const next = withInfo(state, input.at, {});
+      delete (next.info as Partial<EventInfo>).archive;
+      return { state: next, effects: [{ type: 'persist' }] };
+    }
     case 'callers-gone': {
       const gone = new Set(input.nodeIds);
       if (!Object.values(state.callers).some((c) => gone.has(c.nodeId))) return { state, effects: [] };

@@ -133,6 +133,10 @@ describe('content-storage replication', () => {
   it('the retention sweep removes an expired archive from every node, once (fake clock)', async () => {
     let clock = Date.parse('2026-12-01T00:00:00.000Z');
     const { a, b } = await pair({ now: () => clock });
+    // The event actor is told, so it stops showing the archive.
+    const told: string[] = [];
+    a.broker.createService({ name: 'event', actions: { retentionEnded: (ctx: { params: { eventId: string } }) => told.push(ctx.params.eventId) } });
+    await a.broker.waitForServices(['event']);
     const info: EventInfo = sampleInfo({ status: 'archived', endedAt: '2026-11-30T00:00:00.000Z', updatedAt: '2026-11-30T00:00:00.000Z', archiveDays: 2, archive: [{ streamId: STREAM_ID, start: 0, end: 4 }] });
     await a.broker.call('content-storage.putEventInfo', { info }, { nodeID: a.id });
     const dir = writeLiveDir(a.config, STREAM_ID, [2, 2]);
@@ -142,6 +146,7 @@ describe('content-storage replication', () => {
     assert.deepEqual(await a.broker.call('content-storage.sweepRetention', {}, { nodeID: a.id }), { swept: [] }, 'one day in: kept');
     clock += 2 * DAY_MS;
     assert.deepEqual(await a.broker.call('content-storage.sweepRetention', {}, { nodeID: a.id }), { swept: [EVENT_ID] });
+    assert.deepEqual(told, [EVENT_ID]);
     assert.equal(streamFiles(a), undefined);
     await waitFor('streams gone from b', () => streamFiles(b) === undefined);
     await waitFor('b holds the marked event-info', () => readInfo(b) === readInfo(a));

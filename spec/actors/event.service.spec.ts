@@ -188,6 +188,14 @@ describe('event actor', () => {
     const statuses = heard.filter((h) => h.name === EVENTS.eventStatus).map((h) => h.data.status);
     assert.deepEqual(statuses, ['live', 'ended', 'archiving', 'archived']);
     assert.deepEqual([...new Set(reporting.enqueued.map((i) => i.status))], ['reserved', 'live', 'ended', 'archiving', 'archived']);
+
+    // Content storage's retention sweep removed the files: the event stays archived and shows no archive.
+    await broker.call('event.retentionEnded', { eventId: EVENT_ID });
+    const expired = await get(broker);
+    assert.equal(expired.status, 'archived');
+    assert.equal(expired.archive, undefined);
+    assert.doesNotMatch(readFileSync(join(config.dataDir, 'storage', 'dc1', EVENT_ID, 'event-info.xml'), 'utf8'), /<archive>/);
+    assert.equal(reporting.enqueued.at(-1)!.archive, undefined);
   });
 
   it('a stream whose node left the cluster never reports its stop: the event settles at once without it, not at the 30 s cap', async () => {

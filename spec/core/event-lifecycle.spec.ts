@@ -232,6 +232,21 @@ describe('event lifecycle', () => {
       assert.deepEqual(types(r.effects), ['persist', 'broadcast-status', 'request-archive']);
     });
 
+    it('step(archived, retention-ended) drops the archive, stays archived, persists; again: nothing to do', () => {
+      const archived = step(inStatus('archiving'), { type: 'archive-built', at: T2, archive: [{ streamId: 's', start: 0, end: 4 }] }).state;
+      const r = step(archived, { type: 'retention-ended', at: T2 });
+      assert.equal(r.state.info.status, 'archived');
+      assert.equal(r.state.info.archive, undefined);
+      assert.deepEqual(types(r.effects), ['persist']);
+      assert.deepEqual(step(r.state, { type: 'retention-ended', at: T2 }).effects, []);
+    });
+
+    for (const status of ALL.filter((s) => s !== 'archived')) {
+      it(`step(${status}, retention-ended) is refused`, () => {
+        assert.equal(step(inStatus(status), { type: 'retention-ended', at: T2 }).refusal?.status, status);
+      });
+    }
+
     for (const status of ALL.filter((s) => s !== 'archive-error')) {
       it(`step(${status}, retry-archive) is refused`, () => {
         assert.equal(step(inStatus(status), { type: 'retry-archive', at: T2 }).refusal?.status, status);
