@@ -26,6 +26,7 @@ import { BENCH_PORTS, REPO, reserveMany, sleep, startBenchNode, type BenchNode }
 import { cpuPercent, exeOf, pssBytes, rss, sampleTree, systemBusyPercent, systemCpu, waitQuiet, type TreeSample } from './support/proc.ts';
 import { KEYS_PER_CALL, startSipp, writeInjection, writeScenario } from './support/sipp.ts';
 import { fmt, type BenchOptions, type BenchResult, type Row } from './support/report.ts';
+import { mapLimit } from '../runtime/map-limit.ts';
 
 const RATE = 50;
 const KEY_GAP_MS = 100;
@@ -95,20 +96,6 @@ function encoderTotals(status: any): Record<string, number> {
     }
   };
   for (const e of status?.encoderPorts ?? []) add('', e);
-  return out;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
   return out;
 }
 

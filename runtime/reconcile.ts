@@ -17,6 +17,7 @@ import type { Db, DbLogger } from './db.ts';
 import { backoffMs } from './db-queue.ts';
 import { redactUrl } from './redis.ts';
 import { UPSERT_EVENT_SQL, upsertParams, versionOf } from './reporting.ts';
+import { mapLimit } from './map-limit.ts';
 
 /** Where the pass reads events (content storage). */
 export interface ReconcileSource {
@@ -103,20 +104,6 @@ export function versionToWrite(info: EventInfo, row: EventRow | undefined): numb
     (row.account ?? 'operator') === (info.account ?? 'operator') &&
     rowUpdated === Date.parse(info.updatedAt);
   return same ? undefined : rowVersion + 1;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return out;
 }
 
 /**
