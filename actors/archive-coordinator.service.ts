@@ -17,7 +17,7 @@ import { parseMediaPlaylist } from '../codecs/hls.ts';
 import { isValidEventId, STREAM_ID_RE } from '../codecs/ids.ts';
 import { planArchive, type Gap, type PlanStream } from '../core/archive-plan.ts';
 import type { ArchiveFragment, StreamRecord } from '../runtime/contracts.ts';
-import { NotFoundError, ValidationFailedError } from '../runtime/errors.ts';
+import { NotFoundError, ValidationFailedError, errorMessage } from '../runtime/errors.ts';
 import { storageOf } from '../runtime/storage-client.ts';
 import { testHoldMs, type ArchiveJobData } from '../runtime/archive-queue.ts';
 import { ArchiveLeadership, type LeaderStatus } from '../runtime/archive-leadership.ts';
@@ -38,9 +38,6 @@ export interface BuildResult {
   archive: ArchiveFragment[];
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** A history record for a stream found only in storage (monitoring restarted): its start is in its ID. */
 function recordFromStorage(eventId: string, streamId: string): StreamRecord {
@@ -114,7 +111,7 @@ export function createArchiveCoordinatorService(config: JitcastConfig, deps: Arc
     } catch (err) {
       // As the event actor did with a failed direct call: the event shows archive-error. Refused
       // (state conflict) when build already reported the failure itself.
-      await broker.call('event.archiveFailed', { eventId, error: message(err) }, { retries: 0 }).catch((e: unknown) => logger.debug(`archive failure not recorded [event:${eventId}] ${message(e)}`));
+      await broker.call('event.archiveFailed', { eventId, error: errorMessage(err) }, { retries: 0 }).catch((e: unknown) => logger.debug(`archive failure not recorded [event:${eventId}] ${errorMessage(e)}`));
     }
   }
 
@@ -138,7 +135,7 @@ export function createArchiveCoordinatorService(config: JitcastConfig, deps: Arc
         ...(deps.address ? { address: deps.address } : {}),
         process: (job) => runJob(broker, logger, job),
         onJobFailed: (eventId, reason) => {
-          broker.call('event.archiveFailed', { eventId, error: `archive job failed: ${reason}` }, { retries: 0 }).catch((e: unknown) => logger.debug(`archive failure not recorded [event:${eventId}] ${message(e)}`));
+          broker.call('event.archiveFailed', { eventId, error: `archive job failed: ${reason}` }, { retries: 0 }).catch((e: unknown) => logger.debug(`archive failure not recorded [event:${eventId}] ${errorMessage(e)}`));
         },
       });
     },
@@ -166,7 +163,7 @@ export function createArchiveCoordinatorService(config: JitcastConfig, deps: Arc
               await ctx.call('event.archiveFailed', { eventId, error });
             } catch (err) {
               // The event may already have moved on (another coordinator won); the refusal says so.
-              logger.warn(`archive failure not recorded [event:${eventId}] ${message(err)}`);
+              logger.warn(`archive failure not recorded [event:${eventId}] ${errorMessage(err)}`);
             }
           };
           const work = (async (): Promise<BuildResult> => {
@@ -176,7 +173,7 @@ export function createArchiveCoordinatorService(config: JitcastConfig, deps: Arc
             try {
               streams = await collect(this.broker, eventId);
             } catch (err) {
-              const error = `stream files missing: ${message(err)}`;
+              const error = `stream files missing: ${errorMessage(err)}`;
               await reportFailure(error);
               throw new NotFoundError(`${error} [event:${eventId}]`);
             }

@@ -56,7 +56,7 @@ import {
 } from '../runtime/contracts.ts';
 import { openDb, openPostgres } from '../runtime/db.ts';
 import { storageOf } from '../runtime/storage-client.ts';
-import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError } from '../runtime/errors.ts';
+import { NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError, errorMessage } from '../runtime/errors.ts';
 import { enqueueArchive } from '../runtime/archive-queue.ts';
 import { createRedis } from '../runtime/redis.ts';
 import { RedisEventStore, type LockResult, type SaveResult } from '../runtime/redis-event-store.ts';
@@ -230,9 +230,6 @@ function settled(r: StreamRecord | undefined): boolean {
   return !!r && r.endedAt !== undefined && r.stored !== undefined;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 
 /** Meta key naming the node a call was forwarded to, so that node serves it whatever its own ring says. */
@@ -295,7 +292,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       return await broker.call<StreamDataset[], { eventId?: string }>('monitoring.activeStreams', eventId ? { eventId } : {});
     } catch (err) {
       // The view still answers without monitoring; it just shows no streams.
-      logger.debug(`active streams unavailable [event:${eventId ?? '*'}] ${message(err)}`);
+      logger.debug(`active streams unavailable [event:${eventId ?? '*'}] ${errorMessage(err)}`);
       return [];
     }
   }
@@ -397,8 +394,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   // ---- the shared store ----------------------------------------------------------------------------
 
   function storeFailed(what: string, eventId: string, err: unknown): void {
-    if (storeFailures++ === 0) logger.warn(`event state not written to redis, memory stays ahead until it returns [event:${eventId} op:${what}] ${message(err)}`);
-    else logger.debug(`event state store failed [event:${eventId} op:${what}] ${message(err)}`);
+    if (storeFailures++ === 0) logger.warn(`event state not written to redis, memory stays ahead until it returns [event:${eventId} op:${what}] ${errorMessage(err)}`);
+    else logger.debug(`event state store failed [event:${eventId} op:${what}] ${errorMessage(err)}`);
   }
 
   /** Just the marks (a slot carries timers and promises besides). */
@@ -493,7 +490,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
   }
 
   function unlock(eventId: string, what: string): void {
-    store?.unlock(`${eventId}:${what}`).catch((err) => logger.debug(`unlock failed [event:${eventId} lock:${what}] ${message(err)}`));
+    store?.unlock(`${eventId}:${what}`).catch((err) => logger.debug(`unlock failed [event:${eventId} lock:${what}] ${errorMessage(err)}`));
   }
 
   function retryLater(slot: Slot, ms: number, fn: () => void): void {
@@ -533,7 +530,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     try {
       reporting?.enqueueEvent(info);
     } catch (err) {
-      logger.warn(`reporting enqueue failed [event:${info.eventId}] ${message(err)}`);
+      logger.warn(`reporting enqueue failed [event:${info.eventId}] ${errorMessage(err)}`);
     }
   }
 
@@ -541,7 +538,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     try {
       await broker.broadcast(name, data);
     } catch (err) {
-      logger.warn(`broadcast failed [${name}] ${message(err)}`);
+      logger.warn(`broadcast failed [${name}] ${errorMessage(err)}`);
     }
   }
 
@@ -557,7 +554,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     logger.info(`last caller gone, event ends in ${Math.round(inMs / 100) / 10}s unless someone joins [event:${eventId}]`);
     slot.idle = setTimeout(() => {
       slot.idle = undefined;
-      fireIdle(slot).catch((err) => logger.error(`idle timeout failed [event:${eventId}] ${message(err)}`));
+      fireIdle(slot).catch((err) => logger.error(`idle timeout failed [event:${eventId}] ${errorMessage(err)}`));
     }, inMs);
   }
 
@@ -565,7 +562,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     const eventId = slot.state.info.eventId;
     const go = await claim(slot, 'idle', TIMER_LOCK_MS);
     if (go === 'skip') return;
-    if (go !== 'go') return retryLater(slot, go.retryInMs, () => void fireIdle(slot).catch((err) => logger.error(`idle timeout failed [event:${eventId}] ${message(err)}`)));
+    if (go !== 'go') return retryLater(slot, go.retryInMs, () => void fireIdle(slot).catch((err) => logger.error(`idle timeout failed [event:${eventId}] ${errorMessage(err)}`)));
     try {
       // The state refreshed from Redis may carry a later deadline (someone joined and left elsewhere).
       if (store && slot.state.idleTimer && slot.idleDeadlineMs !== undefined && slot.idleDeadlineMs - nowMs() > 50) {
@@ -642,7 +639,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       } while (s.again && slot.settle === s);
     } catch (err) {
       // Monitoring not reachable (yet): look again shortly; the cap still bounds the wait.
-      logger.debug(`stream history unavailable [event:${eventId}] ${message(err)}`);
+      logger.debug(`stream history unavailable [event:${eventId}] ${errorMessage(err)}`);
       if (slot.settle === s && !s.retry) {
         s.retry = setTimeout(() => {
           s.retry = undefined;
@@ -660,7 +657,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     // A taken-over event keeps the deadline the first node set.
     const inMs = Math.max(0, (slot.settleDeadlineMs ?? nowMs() + settleCapMs) - nowMs());
     const cap = setTimeout(() => {
-      settleCapReached(slot).catch((err) => logger.error(`settle failed [event:${eventId}] ${message(err)}`));
+      settleCapReached(slot).catch((err) => logger.error(`settle failed [event:${eventId}] ${errorMessage(err)}`));
     }, inMs);
     slot.settle = { cap, checking: false, again: false, stopped: new Map() };
     void checkSettled(slot);
@@ -689,7 +686,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
           logger.info(`archive requested [event:${eventId} job:${job.jobId} state:${job.state}]`);
           return;
         } catch (err) {
-          logger.warn(`archive queue unavailable, asking a coordinator directly [event:${eventId}] ${message(err)}`);
+          logger.warn(`archive queue unavailable, asking a coordinator directly [event:${eventId}] ${errorMessage(err)}`);
         }
       }
       await broker.waitForServices('archive-coordinator', BUILD_TIMEOUT_MS, 100);
@@ -699,8 +696,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       if (slot.state.info.status === 'archiving' && Array.isArray(res?.archive)) await apply(slot, { type: 'archive-built', at: at(), archive: res.archive });
     } catch (err) {
       if (slot.state.info.status === 'archiving' && !stopping) {
-        logger.error(`archive build failed [event:${eventId}] ${message(err)}`);
-        await apply(slot, { type: 'archive-failed', at: at(), error: message(err) });
+        logger.error(`archive build failed [event:${eventId}] ${errorMessage(err)}`);
+        await apply(slot, { type: 'archive-failed', at: at(), error: errorMessage(err) });
       }
     } finally {
       slot.archiving = false;
@@ -953,7 +950,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         for (const eventId of ids) {
           if (stopping) return;
           if (slots.has(eventId) || ownedElsewhere(eventId)) continue;
-          await slotFor(eventId, `sweep:${why}`).catch((err) => logger.error(`event not taken over [event:${eventId}] ${message(err)}`));
+          await slotFor(eventId, `sweep:${why}`).catch((err) => logger.error(`event not taken over [event:${eventId}] ${errorMessage(err)}`));
         }
         if (!storageScanned) {
           storageScanned = true;
@@ -971,7 +968,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     try {
       ids = await storageOf(broker).listEventIds();
     } catch (err) {
-      logger.warn(`content storage not scanned for events [${message(err)}]`);
+      logger.warn(`content storage not scanned for events [${errorMessage(err)}]`);
       return;
     }
     const mine = ids.filter((id) => !slots.has(id) && !ownedElsewhere(id));
@@ -993,12 +990,12 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
           const info = await storageOf(broker).getEventInfo(eventId);
           if (!OPEN_STATUSES.has(info.status)) continue;
         } catch (err) {
-          logger.warn(`event not recovered [event:${eventId}] ${message(err)}`);
+          logger.warn(`event not recovered [event:${eventId}] ${errorMessage(err)}`);
           continue;
         }
       }
       if (slots.has(eventId)) continue;
-      await slotFor(eventId, 'storage-scan').catch((err) => logger.error(`event not taken over [event:${eventId}] ${message(err)}`));
+      await slotFor(eventId, 'storage-scan').catch((err) => logger.error(`event not taken over [event:${eventId}] ${errorMessage(err)}`));
       resumed++;
     }
     logger.info(`content storage scanned for open events [events:${ids.length} placed-here:${mine.length} resumed:${resumed}]`);
@@ -1008,7 +1005,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     if (!store || stopping || !placementKnown || sweepSoonTimer) return;
     sweepSoonTimer = setTimeout(() => {
       sweepSoonTimer = undefined;
-      sweep('topology').catch((err) => logger.error(`event sweep failed ${message(err)}`));
+      sweep('topology').catch((err) => logger.error(`event sweep failed ${errorMessage(err)}`));
     }, 100);
   }
 
@@ -1040,7 +1037,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
     try {
       for (const id of await storageOf(broker).listEventIds()) ids.add(id);
     } catch (err) {
-      logger.warn(`content storage not listed [${message(err)}]`);
+      logger.warn(`content storage not listed [${errorMessage(err)}]`);
     }
     if (store?.ready) {
       try {
@@ -1121,7 +1118,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         handler(ctx: Context<{ node: { id: string; instanceID?: string | null }; reconnected: boolean }>) {
           const node = ctx.params?.node;
           if (store && ctx.params?.reconnected && node) {
-            restoreCallers(node.id, node.instanceID).catch((err) => logger.error(`callers not restored [node:${node.id}] ${message(err)}`));
+            restoreCallers(node.id, node.instanceID).catch((err) => logger.error(`callers not restored [node:${node.id}] ${errorMessage(err)}`));
           }
           sweepSoon();
         },
@@ -1271,7 +1268,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
       store?.onReady(() => {
         resync()
           .then(() => sweep('redis-ready'))
-          .catch((err) => logger.warn(`event resync failed ${message(err)}`));
+          .catch((err) => logger.warn(`event resync failed ${errorMessage(err)}`));
       });
     },
 
@@ -1300,8 +1297,8 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
         // taking any over, then look again on every topology change and now and then.
         sweepTimer = setTimeout(() => {
           placementKnown = true;
-          sweep('start').catch((err) => logger.error(`event sweep failed ${message(err)}`));
-          sweepTimer = setInterval(() => sweep('periodic').catch((err) => logger.error(`event sweep failed ${message(err)}`)), SWEEP_EVERY_MS);
+          sweep('start').catch((err) => logger.error(`event sweep failed ${errorMessage(err)}`));
+          sweepTimer = setInterval(() => sweep('periodic').catch((err) => logger.error(`event sweep failed ${errorMessage(err)}`)), SWEEP_EVERY_MS);
           sweepTimer.unref();
         }, config.heartbeatS * 1500);
         sweepTimer.unref();
@@ -1319,7 +1316,7 @@ export function createEventService(config: JitcastConfig, deps: EventServiceDeps
           slots.set(eventId, slot);
           recovered.push([slot, r.effects]);
         } catch (err) {
-          this.logger.error(`event not recovered [event:${eventId}] ${message(err)}`);
+          this.logger.error(`event not recovered [event:${eventId}] ${errorMessage(err)}`);
         }
       }
       this.logger.info(`events recovered from storage [events:${slots.size} resumed:${recovered.filter(([, e]) => e.length > 0).length}]`);

@@ -22,7 +22,7 @@ import { isValidEventId, isValidStreamId } from '../codecs/ids.ts';
 import { EVENTS, type AssetHealth, type EncoderSelfTestResult, type EncoderStatus, type StreamDataset, type StreamRecord, type VoiceStatus } from '../runtime/contracts.ts';
 import { HealthBook, isHealthTester, type AssetKind, type HealthRecord, type TestVerdict } from '../core/health.ts';
 import { syntheticCall } from '../runtime/sip/probe.ts';
-import { ValidationFailedError } from '../runtime/errors.ts';
+import { ValidationFailedError, errorMessage } from '../runtime/errors.ts';
 import { MemoryStreamTable, type StreamTable } from '../core/stream-table.ts';
 import { createRedis, type RedisConnection } from '../runtime/redis.ts';
 import { RedisStreamTable } from '../runtime/redis-stream-table.ts';
@@ -55,9 +55,6 @@ const VOICE_TEST_TIMEOUT_MS = 8000;
 /** Longest wait for an encoder's self-test answer (ms); the test itself gives up after max(10 s, 4 segments). */
 const ENCODER_TEST_TIMEOUT_MS = 30_000;
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 function ctxOf(d: { eventId: string; streamId: string; nodeId: string }): string {
   return `event:${d.eventId} stream:${d.streamId} node:${d.nodeId}`;
@@ -222,7 +219,7 @@ export function createMonitoringService(config: JitcastConfig, deps: MonitoringD
             verdict = { asset, nodeId, outcome: r.skipped ? 'skipped' : r.ok ? 'pass' : 'fail', ms: r.ms, ...(r.reason ? { reason: r.reason } : {}) };
           }
         } catch (err) {
-          verdict = { asset, nodeId, outcome: 'fail', reason: `test did not complete: ${message(err)}` };
+          verdict = { asset, nodeId, outcome: 'fail', reason: `test did not complete: ${errorMessage(err)}` };
         } finally {
           testing.delete(key);
         }
@@ -258,7 +255,7 @@ export function createMonitoringService(config: JitcastConfig, deps: MonitoringD
         shared
           .resync()
           .then((n) => n > 0 && logger.info(`stream history resynced to redis [records:${n}]`))
-          .catch((err) => logger.warn(`stream history resync failed [${message(err)}]`));
+          .catch((err) => logger.warn(`stream history resync failed [${errorMessage(err)}]`));
       });
     },
     started() {
@@ -270,7 +267,7 @@ export function createMonitoringService(config: JitcastConfig, deps: MonitoringD
           .then((gone) => {
             for (const d of gone) this.logger.warn(`stream down [${ctxOf(d)} reason:heartbeat-timeout]`);
           })
-          .catch((err) => this.logger.warn(`stream sweep failed [${message(err)}]`));
+          .catch((err) => this.logger.warn(`stream sweep failed [${errorMessage(err)}]`));
       }, config.heartbeatS * 1000);
       sweep.unref();
       if (config.healthTestIntervalS > 0) {

@@ -21,7 +21,7 @@ import { isValidEventId } from '../codecs/ids.ts';
 import { FINAL_STATUSES, UsageLedger, buildReport, streamSeconds, type CallReport, type StreamUsage, type UsageDelta, type UsageReport } from '../core/usage.ts';
 import { EVENTS, type EventView, type StreamRecord } from '../runtime/contracts.ts';
 import { openDb } from '../runtime/db.ts';
-import { ValidationFailedError } from '../runtime/errors.ts';
+import { ValidationFailedError, errorMessage } from '../runtime/errors.ts';
 import { UsageWriter, countsOfRow, type UsageRow } from '../runtime/usage-db.ts';
 
 /** How often a live event's row is refreshed in the DB. Default 30 s. */
@@ -62,9 +62,6 @@ export interface UsageStats {
   dbQueueDepth: number;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Creates the `usage` actor. */
 export function createUsageService(config: JitcastConfig, deps: UsageServiceDeps = {}): ServiceSchema {
@@ -158,7 +155,7 @@ export function createUsageService(config: JitcastConfig, deps: UsageServiceDeps
             facts(this.broker, eventId, view),
             (store ? store.read(eventId) : Promise.reject(new Error('usage store not open'))).then(
               (row) => ({ row, error: undefined as string | undefined }),
-              (err: unknown) => ({ row: undefined, error: message(err) }),
+              (err: unknown) => ({ row: undefined, error: errorMessage(err) }),
             ),
           ]);
           if (stored.error) this.logger.warn(`usage report from live counters only: reporting DB unreadable [event:${eventId}] ${stored.error}`);
@@ -223,7 +220,7 @@ export function createUsageService(config: JitcastConfig, deps: UsageServiceDeps
           persisted.set(eventId, { at: t, activity: ledger.lastActivity(eventId) ?? t });
           store.enqueue(row);
         } catch (err) {
-          this.logger.warn(`usage row not queued [event:${eventId}] ${message(err)}`);
+          this.logger.warn(`usage row not queued [event:${eventId}] ${errorMessage(err)}`);
         }
       },
 

@@ -25,8 +25,9 @@ import { dirname, join } from 'node:path';
 import {
   ACCOUNT_RULE, OPERATOR_ACCOUNT, formatApiKey, hashApiKey, isValidAccount, isValidKeyId, keyIdOf, labelProblem, operatorKeyId,
 } from '../codecs/api-key.ts';
+import { CoalescingWriter } from './coalescing-writer.ts';
 import type { Db } from './db.ts';
-import { ForbiddenError, NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError, type FieldErrors } from './errors.ts';
+import { ForbiddenError, NotFoundError, StateConflictError, StorageUnavailableError, ValidationFailedError, type FieldErrors, errorMessage } from './errors.ts';
 import { luaScript, type RedisConnection } from './redis.ts';
 
 /** One account key as the registry keeps it. */
@@ -75,9 +76,6 @@ export interface KeysLogger {
 
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** The record in `v`, checked field by field, or undefined when anything is off (a file or Redis value is untrusted). */
 export function parseRecord(v: unknown): ApiKeyRecord | undefined {
@@ -242,7 +240,7 @@ export class FileKeyStore implements ApiKeyStore {
     try {
       doc = JSON.parse(text) as Partial<KeysFile>;
     } catch (err) {
-      throw new Error(`API key registry ${this.path} is not JSON: ${message(err)}`);
+      throw new Error(`API key registry ${this.path} is not JSON: ${errorMessage(err)}`);
     }
     if (!doc || doc.version !== 1 || !Array.isArray(doc.keys)) throw new Error(`API key registry ${this.path} is not a version 1 registry`);
     for (const raw of doc.keys) {
@@ -368,107 +366,43 @@ export interface MirrorOptions {
  * records (the upserts are idempotent, so a record written twice does no harm).
  */
 export class ApiKeyMirror {
-  readonly #openDb: () => Promise<Db>;
-  readonly #logger?: KeysLogger;
-  readonly #min: number;
-  readonly #max: number;
-  readonly #pending = new Map<string, ApiKeyRecord>();
-  #db: Db | undefined;
-  #running = false;
-  #closed = false;
-  #failures = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #wake: (() => void) | undefined;
-  #idle: Array<() => void> = [];
+  readonly #writer: CoalescingWriter<ApiKeyRecord>;
 
   constructor(openDb: () => Promise<Db>, logger?: KeysLogger, options: MirrorOptions = {}) {
-    this.#openDb = openDb;
-    this.#logger = logger;
-    this.#min = options.minBackoffMs ?? 200;
-    this.#max = options.maxBackoffMs ?? 30_000;
+    this.#writer = new CoalescingWriter<ApiKeyRecord>({
+      write: async (db, _keyId, r) => {
+        await db.query(UPSERT_ACCOUNT_SQL, [r.account, r.createdAt]);
+        await db.query(UPSERT_API_KEY_SQL, [r.keyId, r.account, r.label ?? null, r.createdAt, r.revokedAt ?? null]);
+      },
+      openDb,
+      logger,
+      what: 'API key mirror',
+      queueName: 'API key mirror',
+      closedUnwritten: 'API key mirror closed with unwritten keys',
+      describe: (keyId, r) => `key:${keyId} account:${r.account}`,
+      minBackoffMs: options.minBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
+    });
   }
 
   /** Queues records; returns at once. */
   enqueue(...records: ApiKeyRecord[]): void {
-    if (this.#closed) return;
-    for (const r of records) this.#pending.set(r.keyId, mergeRecord(this.#pending.get(r.keyId), r));
-    this.#kick();
+    for (const r of records) this.#writer.set(r.keyId, mergeRecord(this.#writer.get(r.keyId), r));
   }
 
   /** Records not yet written. */
   depth(): number {
-    return this.#pending.size;
+    return this.#writer.depth();
   }
 
   /** Resolves once nothing is pending; rejects after `timeoutMs`. */
   drain(timeoutMs = 30_000): Promise<void> {
-    if (this.#pending.size === 0 && !this.#running) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#idle = this.#idle.filter((w) => w !== done);
-        reject(new Error(`API key mirror not drained within ${timeoutMs} ms [depth:${this.#pending.size}]`));
-      }, timeoutMs);
-      this.#idle.push(done);
-    });
+    return this.#writer.drain(timeoutMs);
   }
 
   /** A short last chance for pending writes, then stops (idempotent). */
-  async close(graceMs = 2_000): Promise<void> {
-    if (this.#closed) return;
-    await this.drain(graceMs).catch(() => undefined);
-    this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#wake?.();
-    while (this.#running) await new Promise((r) => setTimeout(r, 10));
-    if (this.#pending.size > 0) this.#logger?.warn(`API key mirror closed with unwritten keys [depth:${this.#pending.size}]`);
-    await this.#closeDb();
-    for (const w of this.#idle.splice(0)) w();
-  }
-
-  #kick(): void {
-    if (this.#running || this.#closed) return;
-    this.#running = true;
-    void this.#run().finally(() => {
-      this.#running = false;
-      if (this.#pending.size > 0 && !this.#closed) this.#kick();
-      else if (this.#pending.size === 0) for (const w of this.#idle.splice(0)) w();
-    });
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#closed && this.#pending.size > 0) {
-      const [keyId, r] = this.#pending.entries().next().value as [string, ApiKeyRecord];
-      try {
-        this.#db ??= await this.#openDb();
-        await this.#db.query(UPSERT_ACCOUNT_SQL, [r.account, r.createdAt]);
-        await this.#db.query(UPSERT_API_KEY_SQL, [r.keyId, r.account, r.label ?? null, r.createdAt, r.revokedAt ?? null]);
-        if (this.#pending.get(keyId) === r) this.#pending.delete(keyId);
-        if (this.#failures > 0) this.#logger?.info(`API key mirror writes recovered [after:${this.#failures} failures depth:${this.#pending.size}]`);
-        this.#failures = 0;
-      } catch (err) {
-        this.#failures++;
-        const delay = Math.min(this.#max, this.#min * 2 ** Math.min(this.#failures - 1, 20));
-        const log = this.#failures === 1 ? 'warn' : 'debug';
-        this.#logger?.[log](`API key mirror write failed, retrying [key:${keyId} account:${r.account} attempt:${this.#failures} retryInMs:${delay}] ${message(err)}`);
-        await this.#closeDb();
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          this.#timer = setTimeout(resolve, delay);
-        });
-        this.#timer = undefined;
-        this.#wake = undefined;
-      }
-    }
-  }
-
-  async #closeDb(): Promise<void> {
-    const db = this.#db;
-    this.#db = undefined;
-    if (db) await db.close().catch((err: Error) => this.#logger?.warn(`API key mirror db close failed ${err.message}`));
+  close(graceMs = 2_000): Promise<void> {
+    return this.#writer.close(graceMs);
   }
 }
 
@@ -557,7 +491,7 @@ export class ApiKeys {
     try {
       this.registry.mergeAll(await this.#file.load());
     } catch (err) {
-      this.#logger.warn(`local copy of the API keys unreadable, waiting for redis [${message(err)}]`);
+      this.#logger.warn(`local copy of the API keys unreadable, waiting for redis [${errorMessage(err)}]`);
     }
     this.#unready = this.#redis.onReady(() => void this.#resync('redis-ready'));
     this.#redis.connect();
@@ -566,7 +500,7 @@ export class ApiKeys {
     if (this.#redis.ready) await this.#resync('start');
     else this.#logger.warn(`API keys from the local copy, redis not reachable yet [keys:${this.registry.records().length}]`);
     const every = this.#opts.reloadEveryMs ?? 5_000;
-    this.#reloadTimer = setInterval(() => void this.reload().catch((err) => this.#logger.debug(`API key reload failed ${message(err)}`)), every);
+    this.#reloadTimer = setInterval(() => void this.reload().catch((err) => this.#logger.debug(`API key reload failed ${errorMessage(err)}`)), every);
     this.#reloadTimer.unref();
   }
 
@@ -606,14 +540,14 @@ export class ApiKeys {
       this.#saveCopy();
       this.#mirror?.enqueue(...this.registry.records());
     } catch (err) {
-      this.#logger.warn(`API key sync with redis failed [by:${why}] ${message(err)}`);
+      this.#logger.warn(`API key sync with redis failed [by:${why}] ${errorMessage(err)}`);
     }
   }
 
   /** Keeps this gateway's copy of the registry (cluster mode); a failure only costs a start without Redis. */
   #saveCopy(): void {
     if (!this.#redis) return;
-    this.#copying = this.#file.putAll(this.registry.records()).catch((err) => this.#logger.warn(`local copy of the API keys not written [file:${this.#file.path}] ${message(err)}`));
+    this.#copying = this.#file.putAll(this.registry.records()).catch((err) => this.#logger.warn(`local copy of the API keys not written [file:${this.#file.path}] ${errorMessage(err)}`));
   }
 
   /** A change another gateway broadcast. */
@@ -633,14 +567,14 @@ export class ApiKeys {
     try {
       await this.#store.put(record);
     } catch (err) {
-      this.#logger.error(`API key ${what} not stored [key:${record.keyId} account:${record.account}] ${message(err)}`);
+      this.#logger.error(`API key ${what} not stored [key:${record.keyId} account:${record.account}] ${errorMessage(err)}`);
       throw new StorageUnavailableError(`the API key registry is unavailable, ${what} not done: try again`, { keyId: record.keyId });
     }
     this.registry.merge(record);
     this.#saveCopy();
     this.#mirror?.enqueue(record);
     if (this.#opts.publish) {
-      await Promise.resolve(this.#opts.publish(record)).catch((err) => this.#logger.warn(`API key broadcast failed, other gateways reload within seconds [key:${record.keyId}] ${message(err)}`));
+      await Promise.resolve(this.#opts.publish(record)).catch((err) => this.#logger.warn(`API key broadcast failed, other gateways reload within seconds [key:${record.keyId}] ${errorMessage(err)}`));
     }
   }
 
@@ -726,7 +660,7 @@ export class SinkKeyMirror {
   start(): Promise<void> {
     return new FileKeyStore(this.#file).load().then(
       (records) => this.#mirror.enqueue(...records),
-      (err) => this.#logger.warn(`API keys not mirrored to the reporting DB [file:${this.#file}] ${message(err)}`),
+      (err) => this.#logger.warn(`API keys not mirrored to the reporting DB [file:${this.#file}] ${errorMessage(err)}`),
     );
   }
 

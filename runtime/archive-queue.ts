@@ -23,8 +23,10 @@
  * Jobs are removed when done, so a later `retry-archive` of the same event can add the job again.
  */
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import { redactUrl, type RedisLogger } from './redis.ts';
+import { errorMessage } from './errors.ts';
+import { queueConnectionOptions } from './redis.ts';
 
 /** Queue name (under the BullMQ prefix `jitcast:<namespace>`). */
 export const ARCHIVE_QUEUE = 'archive';
@@ -64,19 +66,6 @@ export function testHoldMs(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function connectionOptions(namespace: string, name: string, extra: RedisOptions): RedisOptions {
-  return {
-    connectionName: `jitcast:${namespace}:${name}`,
-    connectTimeout: 2000,
-    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 10), 2000),
-    ...extra,
-  };
-}
-
 /** Where the queue lives. */
 export interface ArchiveQueueTarget {
   url: string;
@@ -96,7 +85,7 @@ export interface EnqueueResult {
  * state of its own to close. Rejects within `timeoutMs` when Redis does not answer.
  */
 export async function enqueueArchive(target: ArchiveQueueTarget, data: ArchiveJobData, timeoutMs = 5000): Promise<EnqueueResult> {
-  const client = new Redis(target.url, connectionOptions(target.namespace, 'archive-queue', { maxRetriesPerRequest: 1, retryStrategy: () => null }));
+  const client = new Redis(target.url, queueConnectionOptions(target.namespace, 'archive-queue', { maxRetriesPerRequest: 1, retryStrategy: () => null }));
   client.on('error', () => undefined); // the add's own rejection reports it
   const queue = new Queue<ArchiveJobData>(ARCHIVE_QUEUE, { connection: client, prefix: archiveQueuePrefix(target.namespace) });
   queue.on('error', () => undefined);
@@ -138,10 +127,10 @@ export class ArchiveWorker {
 
   constructor(opts: ArchiveWorkerOptions) {
     const where = `redis:${redactUrl(opts.url)} queue:${archiveQueuePrefix(opts.namespace)}:${ARCHIVE_QUEUE}`;
-    this.client = new Redis(opts.url, connectionOptions(opts.namespace, 'archive-worker', { maxRetriesPerRequest: null }));
+    this.client = new Redis(opts.url, queueConnectionOptions(opts.namespace, 'archive-worker', { maxRetriesPerRequest: null }));
     let lastError = '';
     this.client.on('error', (err: Error) => {
-      if (message(err) !== lastError) opts.logger.warn(`archive worker redis error [${where}] ${(lastError = message(err))}`);
+      if (errorMessage(err) !== lastError) opts.logger.warn(`archive worker redis error [${where}] ${(lastError = errorMessage(err))}`);
     });
     this.client.on('ready', () => (lastError = ''));
     this.worker = new Worker<ArchiveJobData>(ARCHIVE_QUEUE, opts.process, {
@@ -153,15 +142,15 @@ export class ArchiveWorker {
       maxStalledCount: ARCHIVE_MAX_STALLED,
     });
     this.worker.on('error', (err) => {
-      if (message(err) !== lastError) opts.logger.warn(`archive worker error [${where}] ${(lastError = message(err))}`);
+      if (errorMessage(err) !== lastError) opts.logger.warn(`archive worker error [${where}] ${(lastError = errorMessage(err))}`);
     });
     this.worker.on('stalled', (jobId) => opts.logger.info(`archive job stalled, its worker died: back to wait [job:${jobId}]`));
     this.worker.on('failed', (job, err) => {
       // `process` never rejects on a build error (it reports through the event actor); what lands
       // here is BullMQ failing the job itself (stalled too often, lock lost).
       const eventId = job?.data?.eventId;
-      opts.logger.warn(`archive job failed [event:${eventId ?? '?'} job:${job?.id ?? '?'}] ${message(err)}`);
-      if (eventId && opts.onFailed) opts.onFailed(eventId, message(err));
+      opts.logger.warn(`archive job failed [event:${eventId ?? '?'} job:${job?.id ?? '?'}] ${errorMessage(err)}`);
+      if (eventId && opts.onFailed) opts.onFailed(eventId, errorMessage(err));
     });
   }
 

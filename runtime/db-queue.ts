@@ -25,11 +25,14 @@
  * Keys: BullMQ prefix `jitcast:<namespace>`, queue `reporting-db`, i.e. `jitcast:<namespace>:reporting-db:*`.
  */
 import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
+import { backoffMs, IdleWaiters, LazyDb } from './coalescing-writer.ts';
 import type { EventInfo } from './contracts.ts';
 import type { Db, DbLogger } from './db.ts';
 import { redactUrl } from './redis.ts';
 import { UPSERT_EVENT_SQL, VersionClock, upsertParams, type ReportingSink } from './reporting.ts';
+import { errorMessage } from './errors.ts';
+import { queueConnectionOptions } from './redis.ts';
 
 /** Queue name (under the BullMQ prefix `jitcast:<namespace>`). */
 export const DB_QUEUE = 'reporting-db';
@@ -61,10 +64,7 @@ export function dbJobId(eventId: string, version: number): string {
   return `ev-${eventId}-${version}`;
 }
 
-/** Exponential back-off from `minMs`, doubling per attempt, capped at `maxMs`. */
-export function backoffMs(attempt: number, minMs: number, maxMs: number): number {
-  return Math.min(maxMs, minMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30));
-}
+export { backoffMs };
 
 /** The options of every job (the back-off itself is the worker's `backoffStrategy`). */
 export function jobOptions(eventId: string, version: number): JobsOptions {
@@ -89,19 +89,6 @@ export interface DbQueueTuning {
   minBackoffMs?: number;
   /** Longest retry delay, in ms. Default 30000. */
   maxBackoffMs?: number;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function connectionOptions(namespace: string, name: string, extra: RedisOptions): RedisOptions {
-  return {
-    connectionName: `jitcast:${namespace}:${name}`,
-    connectTimeout: 2000,
-    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 10), 2000),
-    ...extra,
-  };
 }
 
 /** Options of `DbQueueProducer`. */
@@ -132,7 +119,7 @@ export class DbQueueProducer implements ReportingSink {
   #flushing: Promise<void> | undefined;
   #failures = 0;
   #closed = false;
-  #idleWaiters: Array<() => void> = [];
+  readonly #idle = new IdleWaiters();
   /** States handed to Redis since start. */
   sent = 0;
 
@@ -140,10 +127,10 @@ export class DbQueueProducer implements ReportingSink {
     this.#opts = opts;
     this.#where = `redis:${redactUrl(opts.url)} queue:${dbQueuePrefix(opts.namespace)}:${DB_QUEUE}`;
     // One retry per command: a flush fails fast when Redis is away and is retried by the producer.
-    this.#client = new Redis(opts.url, connectionOptions(opts.namespace, 'db-queue', { maxRetriesPerRequest: 1 }));
+    this.#client = new Redis(opts.url, queueConnectionOptions(opts.namespace, 'db-queue', { maxRetriesPerRequest: 1 }));
     let lastError = '';
     this.#client.on('error', (err: Error) => {
-      if (message(err) !== lastError) opts.logger?.warn(`reporting queue redis error [${this.#where}] ${(lastError = message(err))}`);
+      if (errorMessage(err) !== lastError) opts.logger?.warn(`reporting queue redis error [${this.#where}] ${(lastError = errorMessage(err))}`);
     });
     this.#client.on('ready', () => (lastError = ''));
     this.#queue = new Queue<DbJobData>(DB_QUEUE, { connection: this.#client, prefix: dbQueuePrefix(opts.namespace) });
@@ -164,7 +151,7 @@ export class DbQueueProducer implements ReportingSink {
       this.#pending.set(info.eventId, { info: structuredClone(info), version });
       this.#schedule(this.#opts.flushDelayMs ?? 2);
     } catch (err) {
-      this.#opts.logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${message(err)}`);
+      this.#opts.logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${errorMessage(err)}`);
     }
   }
 
@@ -182,17 +169,7 @@ export class DbQueueProducer implements ReportingSink {
   /** Resolves once every state given so far is in Redis; rejects after `timeoutMs`. */
   drain(timeoutMs = 30_000): Promise<void> {
     if (this.#pending.size === 0 && !this.#flushing) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
-        reject(new Error(`reporting queue not flushed to redis within ${timeoutMs} ms [depth:${this.#pending.size}]`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.#idleWaiters.push(done);
-    });
+    return this.#idle.wait(timeoutMs, () => new Error(`reporting queue not flushed to redis within ${timeoutMs} ms [depth:${this.#pending.size}]`));
   }
 
   /** Gives pending states a short last chance to reach Redis, then closes. Idempotent. */
@@ -208,7 +185,7 @@ export class DbQueueProducer implements ReportingSink {
     }
     await this.#queue.close().catch(() => undefined);
     this.#client.disconnect(false);
-    for (const w of this.#idleWaiters.splice(0)) w();
+    this.#idle.release();
   }
 
   #schedule(delayMs: number): void {
@@ -217,7 +194,7 @@ export class DbQueueProducer implements ReportingSink {
       this.#timer = undefined;
       this.#flushing = this.#flush().finally(() => {
         this.#flushing = undefined;
-        if (this.#pending.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
+        if (this.#pending.size === 0) this.#idle.release();
         else if (!this.#closed) this.#schedule(this.#failures > 0 ? backoffMs(this.#failures, this.#opts.minBackoffMs ?? 200, this.#opts.maxBackoffMs ?? 30_000) : 0);
       });
     }, delayMs);
@@ -251,7 +228,7 @@ export class DbQueueProducer implements ReportingSink {
       this.#failures++;
       const retryIn = backoffMs(this.#failures, this.#opts.minBackoffMs ?? 200, this.#opts.maxBackoffMs ?? 30_000);
       if (this.#failures === 1 || this.#failures % 10 === 0) {
-        this.#opts.logger?.warn(`reporting states not queued, keeping them in memory [${this.#where} attempt:${this.#failures} retryInMs:${retryIn} depth:${this.#pending.size}] ${message(err)}`);
+        this.#opts.logger?.warn(`reporting states not queued, keeping them in memory [${this.#where} attempt:${this.#failures} retryInMs:${retryIn} depth:${this.#pending.size}] ${errorMessage(err)}`);
       }
     } finally {
       if (timer) clearTimeout(timer);
@@ -287,8 +264,7 @@ export class DbQueueWorker {
   readonly #opts: DbQueueWorkerOptions;
   readonly #client: Redis;
   readonly #where: string;
-  #db: Db | undefined;
-  #opening: Promise<Db> | undefined;
+  readonly #db: LazyDb;
   /** Set while the database is down: every job waits on it. */
   #outage: Outage | undefined;
   #closing: Promise<void> | undefined;
@@ -297,12 +273,13 @@ export class DbQueueWorker {
 
   constructor(opts: DbQueueWorkerOptions) {
     this.#opts = opts;
+    this.#db = new LazyDb(opts.openDb, (err) => opts.logger?.debug(`reporting db close failed ${err.message}`));
     this.#where = `redis:${redactUrl(opts.url)} queue:${dbQueuePrefix(opts.namespace)}:${DB_QUEUE}`;
     // A Worker's blocking fetch needs maxRetriesPerRequest null (runtime/archive-queue.ts).
-    this.#client = new Redis(opts.url, connectionOptions(opts.namespace, 'db-worker', { maxRetriesPerRequest: null }));
+    this.#client = new Redis(opts.url, queueConnectionOptions(opts.namespace, 'db-worker', { maxRetriesPerRequest: null }));
     let lastError = '';
     this.#client.on('error', (err: Error) => {
-      if (message(err) !== lastError) opts.logger?.warn(`reporting worker redis error [${this.#where}] ${(lastError = message(err))}`);
+      if (errorMessage(err) !== lastError) opts.logger?.warn(`reporting worker redis error [${this.#where}] ${(lastError = errorMessage(err))}`);
     });
     this.#client.on('ready', () => (lastError = ''));
     const min = opts.minBackoffMs ?? 200;
@@ -317,11 +294,11 @@ export class DbQueueWorker {
       settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, min, max) },
     });
     this.worker.on('error', (err) => {
-      if (message(err) !== lastError) opts.logger?.warn(`reporting worker error [${this.#where}] ${(lastError = message(err))}`);
+      if (errorMessage(err) !== lastError) opts.logger?.warn(`reporting worker error [${this.#where}] ${(lastError = errorMessage(err))}`);
     });
     this.worker.on('failed', (job, err) => {
       if (this.#closing) return;
-      opts.logger?.warn(`reporting write failed, retrying [event:${job?.data?.eventId ?? '?'} version:${job?.data?.version ?? '?'} attempt:${job?.attemptsMade ?? '?'}] ${message(err)}`);
+      opts.logger?.warn(`reporting write failed, retrying [event:${job?.data?.eventId ?? '?'} version:${job?.data?.version ?? '?'} attempt:${job?.attemptsMade ?? '?'}] ${errorMessage(err)}`);
     });
   }
 
@@ -343,7 +320,7 @@ export class DbQueueWorker {
       if (this.#closing) throw new Error('reporting worker closing');
       let db: Db;
       try {
-        db = await this.#ensureDb();
+        db = await this.#db.get();
       } catch (err) {
         this.#down(err);
         continue;
@@ -382,7 +359,7 @@ export class DbQueueWorker {
     const up = new Promise<void>((r) => (release = r));
     const outage: Outage = { up, release, wake: () => undefined, since: Date.now(), aborted: false };
     this.#outage = outage;
-    this.#opts.logger?.warn(`reporting DB unreachable: queued writes wait in redis [${this.#where}] ${message(err)}`);
+    this.#opts.logger?.warn(`reporting DB unreachable: queued writes wait in redis [${this.#where}] ${errorMessage(err)}`);
     void this.#probe(outage);
   }
 
@@ -392,7 +369,7 @@ export class DbQueueWorker {
     let attempt = 0;
     let last = '';
     while (!outage.aborted) {
-      await this.#closeDb();
+      await this.#db.close();
       const delay = backoffMs(++attempt, min, max);
       await new Promise<void>((r) => {
         const t = setTimeout(r, delay);
@@ -403,41 +380,19 @@ export class DbQueueWorker {
       });
       if (outage.aborted) break;
       try {
-        const db = await this.#ensureDb();
+        const db = await this.#db.get();
         await db.query('SELECT 1');
         this.#opts.logger?.info(`reporting DB reachable again: writing queued jobs [after:${Date.now() - outage.since} ms probes:${attempt}]`);
         break;
       } catch (err) {
         // One line when the error changes and one every ten probes: an outage stays visible without flooding.
-        if (message(err) !== last || attempt % 10 === 0) {
-          this.#opts.logger?.warn(`reporting DB still unreachable [for:${Date.now() - outage.since} ms probe:${attempt} retryInMs:${backoffMs(attempt + 1, min, max)}] ${(last = message(err))}`);
+        if (errorMessage(err) !== last || attempt % 10 === 0) {
+          this.#opts.logger?.warn(`reporting DB still unreachable [for:${Date.now() - outage.since} ms probe:${attempt} retryInMs:${backoffMs(attempt + 1, min, max)}] ${(last = errorMessage(err))}`);
         }
       }
     }
     if (this.#outage === outage) this.#outage = undefined;
     outage.release();
-  }
-
-  #ensureDb(): Promise<Db> {
-    if (this.#db) return Promise.resolve(this.#db);
-    this.#opening ??= this.#opts.openDb().then(
-      (db) => {
-        this.#db = db;
-        this.#opening = undefined;
-        return db;
-      },
-      (err: unknown) => {
-        this.#opening = undefined;
-        throw err;
-      },
-    );
-    return this.#opening;
-  }
-
-  async #closeDb(): Promise<void> {
-    const db = this.#db;
-    this.#db = undefined;
-    if (db) await db.close().catch((err: Error) => this.#opts.logger?.debug(`reporting db close failed ${err.message}`));
   }
 
   /** Stops taking jobs; jobs waiting for the database fail this attempt and are retried later (by any worker). Idempotent. */
@@ -452,7 +407,7 @@ export class DbQueueWorker {
         await this.worker.close();
       } finally {
         this.#client.disconnect(false);
-        await this.#closeDb();
+        await this.#db.end('reporting worker closing');
       }
     })();
     return this.#closing;

@@ -139,3 +139,8 @@ export class JitcastRegenerator extends Errors.Regenerator {
     return err;
   }
 }
+
+/** The message of anything thrown: an Error's message, else the value as text (for logs). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

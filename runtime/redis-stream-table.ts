@@ -21,6 +21,7 @@
 import type { StreamDataset, StreamRecord } from './contracts.ts';
 import { byStart, MemoryStreamTable, recordOf, type PushOutcome, type StreamTable } from '../core/stream-table.ts';
 import { luaScript, type RedisConnection, type RedisLogger } from './redis.ts';
+import { errorMessage } from './errors.ts';
 
 /** How long an event's stream history stays in Redis after its last write: the default retention. */
 export const HISTORY_TTL_S = 30 * 24 * 3600;
@@ -127,9 +128,6 @@ return 1
   2,
 );
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 function parse<T>(json: string | null | undefined): T | undefined {
   if (!json) return undefined;
@@ -167,8 +165,8 @@ export class RedisStreamTable implements StreamTable {
 
   /** Logs a failed Redis operation: the first of a run at warn, the rest at debug (the connection logs the outage itself). */
   private failed(op: string, err: unknown): void {
-    if (this.failures++ === 0) this.logger.warn(`monitoring table: redis ${op} failed, answering from memory [${message(err)}]`);
-    else this.logger.debug(`monitoring table: redis ${op} failed [${message(err)}]`);
+    if (this.failures++ === 0) this.logger.warn(`monitoring table: redis ${op} failed, answering from memory [${errorMessage(err)}]`);
+    else this.logger.debug(`monitoring table: redis ${op} failed [${errorMessage(err)}]`);
   }
 
   private succeeded(): void {
@@ -305,7 +303,7 @@ export class RedisStreamTable implements StreamTable {
         pipeline.evalsha(RESYNC.sha, RESYNC.keys, ...keys, r.streamId, JSON.stringify(bareRecord(r)), r.lastSeenAt ?? '', HISTORY_TTL_S);
       }
       const failed = ((await pipeline.exec()) ?? []).filter(([err]) => err);
-      if (failed.length > 0) throw new Error(`${failed.length} of ${records.length} history records not resynced: ${message(failed[0]![0])}`);
+      if (failed.length > 0) throw new Error(`${failed.length} of ${records.length} history records not resynced: ${errorMessage(failed[0]![0])}`);
     }
     return records.length;
   }

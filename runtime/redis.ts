@@ -11,7 +11,8 @@
  * and when it returns; `onReady` listeners resync what was written to memory meanwhile.
  */
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { errorMessage } from './errors.ts';
 
 /** The part of a Moleculer logger a connection writes to. */
 export interface RedisLogger {
@@ -52,9 +53,6 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** One ioredis client with jitcast's key prefix, fail-fast options and outage logging. */
 export class RedisConnection {
@@ -93,7 +91,7 @@ export class RedisConnection {
     });
     // Without an 'error' listener ioredis prints every failed reconnect as an unhandled error.
     this.client.on('error', (err: Error) => {
-      const msg = message(err);
+      const msg = errorMessage(err);
       if (msg === this.lastError) return;
       this.lastError = msg;
       if (this.downSince === undefined) this.logger.debug(`redis error [${this.where}] ${msg}`);
@@ -119,7 +117,7 @@ export class RedisConnection {
     this.started = true;
     this.client.connect().catch((err: unknown) => {
       // retryStrategy keeps trying; the first failure is worth one clear line.
-      if (!this.everReady) this.logger.warn(`redis unreachable at start, working from memory and retrying [${this.where}] ${message(err)}`);
+      if (!this.everReady) this.logger.warn(`redis unreachable at start, working from memory and retrying [${this.where}] ${errorMessage(err)}`);
     });
   }
 
@@ -135,7 +133,7 @@ export class RedisConnection {
     try {
       return (await this.client.evalsha(script.sha, script.keys, ...keys, ...args)) as T;
     } catch (err) {
-      if (!message(err).includes('NOSCRIPT')) throw err;
+      if (!errorMessage(err).includes('NOSCRIPT')) throw err;
       return (await this.client.eval(script.lua, script.keys, ...keys, ...args)) as T;
     }
   }
@@ -176,7 +174,7 @@ export class RedisConnection {
       try {
         fn();
       } catch (err) {
-        this.logger.warn(`redis ready listener failed [${this.where}] ${message(err)}`);
+        this.logger.warn(`redis ready listener failed [${this.where}] ${errorMessage(err)}`);
       }
     }
   }
@@ -185,4 +183,14 @@ export class RedisConnection {
 /** A connection for one actor; nothing is opened until `connect()` (the actor's start). */
 export function createRedis(opts: RedisConnectionOptions): RedisConnection {
   return new RedisConnection(opts);
+}
+
+/** ioredis options of a BullMQ connection (runtime/archive-queue.ts, runtime/db-queue.ts): named, quick to give up, retrying. */
+export function queueConnectionOptions(namespace: string, name: string, extra: RedisOptions): RedisOptions {
+  return {
+    connectionName: `jitcast:${namespace}:${name}`,
+    connectTimeout: 2000,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 10), 2000),
+    ...extra,
+  };
 }

@@ -9,6 +9,7 @@
  * node that dies keeps nothing of them in memory. Both take versions from one `VersionClock`.
  */
 import type { EventInfo } from './contracts.ts';
+import { CoalescingWriter } from './coalescing-writer.ts';
 import type { Db, DbLogger } from './db.ts';
 
 /** Tuning of the writer's retries. */
@@ -93,7 +94,6 @@ export function upsertParams(info: EventInfo, version: number): unknown[] {
   ];
 }
 
-/** Asynchronous, ordered, retrying writer of event states into the reporting database. */
 /** Writers open in this process, for the DB queue depth metric (runtime/metrics.ts). */
 const openWriters = new Set<ReportingWriter>();
 
@@ -104,43 +104,38 @@ export function pendingCount(): number {
   return n;
 }
 
+/** Asynchronous, ordered, retrying writer of event states into the reporting database. */
 export class ReportingWriter implements ReportingSink {
-  readonly #openDb: () => Promise<Db>;
   readonly #logger?: DbLogger;
-  readonly #minBackoffMs: number;
-  readonly #maxBackoffMs: number;
-  // Insertion order of a Map is the order of first enqueue; replacing a value keeps its place.
-  readonly #pending = new Map<string, Pending>();
+  readonly #writer: CoalescingWriter<Pending>;
   readonly #clock = new VersionClock();
-  #db: Db | undefined;
-  #opening: Promise<Db> | undefined;
-  #running = false;
-  #closed = false;
-  #failures = 0;
-  #lastError = '';
-  #timer: NodeJS.Timeout | undefined;
-  #wakeRetry: (() => void) | undefined;
-  #idleWaiters: Array<() => void> = [];
 
   constructor(openDb: () => Promise<Db>, logger?: DbLogger, options: ReportingOptions = {}) {
     openWriters.add(this);
-    this.#openDb = openDb;
     this.#logger = logger;
-    this.#minBackoffMs = options.minBackoffMs ?? 200;
-    this.#maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    this.#writer = new CoalescingWriter<Pending>({
+      write: (db, _eventId, entry) => db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version)),
+      openDb,
+      logger,
+      what: 'reporting',
+      queueName: 'reporting queue',
+      closedUnwritten: 'reporting writer closed with unwritten states',
+      describe: (eventId) => `event:${eventId}`,
+      minBackoffMs: options.minBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
+    });
   }
 
   /** Queues the event's current state; returns at once and never throws. */
   enqueueEvent(info: EventInfo, version?: number): void {
     try {
-      if (this.#closed) {
+      if (this.#writer.closed) {
         this.#logger?.warn(`reporting write after close dropped [event:${info?.eventId}]`);
         return;
       }
       if (version !== undefined) this.#clock.saw(info.eventId, version);
-      else version = this.#clock.next(info, (id) => this.#pending.has(id));
-      this.#pending.set(info.eventId, { info: structuredClone(info), version });
-      this.#kick();
+      else version = this.#clock.next(info, (id) => this.#writer.has(id));
+      this.#writer.set(info.eventId, { info: structuredClone(info), version });
     } catch (err) {
       this.#logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${(err as Error).message}`);
     }
@@ -148,78 +143,18 @@ export class ReportingWriter implements ReportingSink {
 
   /** Event states not yet written. */
   depth(): number {
-    return this.#pending.size;
+    return this.#writer.depth();
   }
 
   /** Resolves once every queued state is written; rejects after `timeoutMs`. */
   drain(timeoutMs = 30_000): Promise<void> {
-    if (this.#pending.size === 0 && !this.#running) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
-        reject(new Error(`reporting queue not drained within ${timeoutMs} ms [depth:${this.#pending.size}]`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.#idleWaiters.push(done);
-    });
+    return this.#writer.drain(timeoutMs);
   }
 
   /** Gives pending writes a short last chance, then stops and closes the database. Idempotent. */
   async close(graceMs = 5_000): Promise<void> {
-    if (this.#closed) return;
-    await this.drain(graceMs).catch(() => undefined);
-    this.#closed = true;
+    await this.#writer.close(graceMs);
     openWriters.delete(this);
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#wakeRetry?.();
-    if (this.#pending.size > 0) this.#logger?.warn(`reporting writer closed with unwritten states [depth:${this.#pending.size}]`);
-    while (this.#running) await new Promise((r) => setTimeout(r, 10));
-    await this.#closeDb();
-    for (const w of this.#idleWaiters.splice(0)) w();
-  }
-
-  #kick(): void {
-    if (this.#running || this.#closed) return;
-    this.#running = true;
-    void this.#run().finally(() => {
-      this.#running = false;
-      if (this.#pending.size > 0 && !this.#closed) this.#kick();
-      else if (this.#pending.size === 0) for (const w of this.#idleWaiters.splice(0)) w();
-    });
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#closed && this.#pending.size > 0) {
-      const [eventId, entry] = this.#pending.entries().next().value as [string, Pending];
-      try {
-        const db = await this.#ensureDb();
-        await db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version));
-        // A newer state enqueued during the write keeps its place and is written next.
-        if (this.#pending.get(eventId) === entry) this.#pending.delete(eventId);
-        if (this.#failures > 0) this.#logger?.info(`reporting writes recovered [after:${this.#failures} failures depth:${this.#pending.size}]`);
-        this.#failures = 0;
-      } catch (err) {
-        this.#failures++;
-        const delay = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** Math.min(this.#failures - 1, 20));
-        // An outage is one line, then one every ten tries (or when the error changes), not a line per try.
-        const text = (err as Error).message;
-        if (this.#failures === 1 || this.#failures % 10 === 0 || text !== this.#lastError) {
-          this.#logger?.warn(`reporting write failed, retrying [event:${eventId} attempt:${this.#failures} retryInMs:${delay} depth:${this.#pending.size}] ${text}`);
-        }
-        this.#lastError = text;
-        // Reopen on the next attempt: a pool or PGlite instance may be broken for good.
-        await this.#closeDb();
-        await new Promise<void>((resolve) => {
-          this.#wakeRetry = resolve;
-          this.#timer = setTimeout(resolve, delay);
-        });
-        this.#timer = undefined;
-        this.#wakeRetry = undefined;
-      }
-    }
   }
 
   /**
@@ -230,7 +165,7 @@ export class ReportingWriter implements ReportingSink {
    */
   async warmUp(): Promise<void> {
     try {
-      await this.#ensureDb();
+      await this.#writer.db();
     } catch (err) {
       this.#logger?.warn(`reporting DB not reachable at start-up; writes queue until it is [${(err as Error).message}]`);
     }
@@ -238,38 +173,15 @@ export class ReportingWriter implements ReportingSink {
 
   /** Runs `fn` on the writer's database (opened if need be); rejects when it cannot be opened or `fn` fails. */
   async withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-    if (this.#closed) throw new Error('reporting writer closed');
-    const db = await this.#ensureDb();
+    if (this.#writer.closed) throw new Error('reporting writer closed');
+    const db = await this.#writer.db();
     try {
       return await fn(db);
     } catch (err) {
       // A statement the database refused leaves it open; a database that no longer answers is reopened next time.
       const answers = await db.query('SELECT 1').then(() => true, () => false);
-      if (!answers && this.#db === db) await this.#closeDb();
+      if (!answers && this.#writer.currentDb === db) await this.#writer.closeDb();
       throw err;
     }
-  }
-
-  /** The open database, opening it once even when asked concurrently. */
-  #ensureDb(): Promise<Db> {
-    if (this.#db) return Promise.resolve(this.#db);
-    this.#opening ??= this.#openDb().then(
-      (db) => {
-        this.#db = db;
-        this.#opening = undefined;
-        return db;
-      },
-      (err: unknown) => {
-        this.#opening = undefined;
-        throw err;
-      },
-    );
-    return this.#opening;
-  }
-
-  async #closeDb(): Promise<void> {
-    const db = this.#db;
-    this.#db = undefined;
-    if (db) await db.close().catch((err: Error) => this.#logger?.warn(`reporting db close failed ${err.message}`));
   }
 }

@@ -6,6 +6,7 @@
  * nodes, or a node that restarted with fewer live counts, never lower a stored figure.
  */
 import type { UsageCounts } from '../core/usage.ts';
+import { CoalescingWriter } from './coalescing-writer.ts';
 import type { Db, DbLogger } from './db.ts';
 
 /** One event's row: the counters plus what monitoring and the event know. */
@@ -99,40 +100,35 @@ export interface UsageWriterOptions {
 
 /** Asynchronous, coalescing, retrying writer (and bounded reader) of usage rows. */
 export class UsageWriter {
-  readonly #open: () => Promise<Db>;
   readonly #logger?: DbLogger;
-  readonly #minBackoffMs: number;
-  readonly #maxBackoffMs: number;
   readonly #readTimeoutMs: number;
-  readonly #pending = new Map<string, UsageRow>();
-  #db: Db | undefined;
-  #opening: Promise<Db> | undefined;
-  #running = false;
-  #closed = false;
-  #failures = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #wake: (() => void) | undefined;
-  #idle: Array<() => void> = [];
+  readonly #writer: CoalescingWriter<UsageRow>;
 
   constructor(open: () => Promise<Db>, logger?: DbLogger, opts: UsageWriterOptions = {}) {
-    this.#open = open;
     this.#logger = logger;
-    this.#minBackoffMs = opts.minBackoffMs ?? 200;
-    this.#maxBackoffMs = opts.maxBackoffMs ?? 30_000;
     this.#readTimeoutMs = opts.readTimeoutMs ?? 2000;
+    this.#writer = new CoalescingWriter<UsageRow>({
+      write: (db, _eventId, row) => db.query(UPSERT_USAGE_SQL, usageParams(row)),
+      openDb: open,
+      logger,
+      what: 'usage',
+      queueName: 'usage writes',
+      closedUnwritten: 'usage writer closed with unwritten rows',
+      describe: (eventId) => `event:${eventId}`,
+      minBackoffMs: opts.minBackoffMs,
+      maxBackoffMs: opts.maxBackoffMs,
+    });
   }
 
   /** Queues the row (replacing a queued row of the same event); returns at once. */
   enqueue(row: UsageRow): void {
-    if (this.#closed) return;
-    this.#pending.set(row.eventId, { ...row });
-    this.#kick();
+    this.#writer.set(row.eventId, { ...row });
   }
 
   /** Opens the DB now rather than on the first write (PGlite's first start is seconds of CPU); never throws. */
   async warmUp(): Promise<void> {
     try {
-      await this.#ensureDb();
+      await this.#writer.db();
     } catch (err) {
       this.#logger?.warn(`reporting DB not reachable at start-up; usage rows queue until it is [${(err as Error).message}]`);
     }
@@ -140,7 +136,7 @@ export class UsageWriter {
 
   /** Rows queued and not yet written. */
   depth(): number {
-    return this.#pending.size;
+    return this.#writer.depth();
   }
 
   /** The stored row, undefined when there is none; rejects when the DB does not answer within the read timeout. */
@@ -150,7 +146,7 @@ export class UsageWriter {
       timer = setTimeout(() => reject(new Error(`reporting DB did not answer within ${this.#readTimeoutMs} ms`)), this.#readTimeoutMs);
     });
     try {
-      const rows = await Promise.race([this.#ensureDb().then((db) => db.query<Record<string, unknown>>('SELECT * FROM event_usage WHERE event_id = $1', [eventId])), timeout]);
+      const rows = await Promise.race([this.#writer.db().then((db) => db.query<Record<string, unknown>>('SELECT * FROM event_usage WHERE event_id = $1', [eventId])), timeout]);
       return rows[0] ? rowToUsage(rows[0]) : undefined;
     } finally {
       clearTimeout(timer);
@@ -159,87 +155,11 @@ export class UsageWriter {
 
   /** Resolves once nothing is queued; rejects after `timeoutMs`. */
   drain(timeoutMs = 30_000): Promise<void> {
-    if (this.#pending.size === 0 && !this.#running) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`usage writes not drained within ${timeoutMs} ms [depth:${this.#pending.size}]`)), timeoutMs);
-      this.#idle.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    return this.#writer.drain(timeoutMs);
   }
 
   /** A short last chance for queued rows, then stops and releases the DB. Idempotent. */
-  async close(graceMs = 1000): Promise<void> {
-    if (this.#closed) return;
-    await this.drain(graceMs).catch(() => undefined);
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#wake?.();
-    if (this.#pending.size > 0) this.#logger?.warn(`usage writer closed with unwritten rows [depth:${this.#pending.size}]`);
-    // A write stuck opening the DB (PGlite's first start takes seconds) is not waited for past the grace.
-    const until = Date.now() + graceMs;
-    while (this.#running && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-    await this.#closeDb();
-    for (const w of this.#idle.splice(0)) w();
-  }
-
-  #kick(): void {
-    if (this.#running || this.#closed) return;
-    this.#running = true;
-    void this.#run().finally(() => {
-      this.#running = false;
-      if (this.#pending.size > 0 && !this.#closed) this.#kick();
-      else if (this.#pending.size === 0) for (const w of this.#idle.splice(0)) w();
-    });
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#closed && this.#pending.size > 0) {
-      const [eventId, row] = this.#pending.entries().next().value as [string, UsageRow];
-      try {
-        const db = await this.#ensureDb();
-        await db.query(UPSERT_USAGE_SQL, usageParams(row));
-        if (this.#pending.get(eventId) === row) this.#pending.delete(eventId);
-        if (this.#failures > 0) this.#logger?.info(`usage writes recovered [after:${this.#failures} failures depth:${this.#pending.size}]`);
-        this.#failures = 0;
-      } catch (err) {
-        this.#failures++;
-        const delay = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** Math.min(this.#failures - 1, 20));
-        this.#logger?.warn(`usage write failed, retrying [event:${eventId} attempt:${this.#failures} retryInMs:${delay} depth:${this.#pending.size}] ${(err as Error).message}`);
-        await this.#closeDb();
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          this.#timer = setTimeout(resolve, delay);
-        });
-        this.#wake = undefined;
-      }
-    }
-  }
-
-  #ensureDb(): Promise<Db> {
-    if (this.#db) return Promise.resolve(this.#db);
-    this.#opening ??= this.#open().then(
-      (db) => {
-        this.#opening = undefined;
-        if (this.#closed) {
-          void db.close();
-          throw new Error('usage writer closed');
-        }
-        this.#db = db;
-        return db;
-      },
-      (err: unknown) => {
-        this.#opening = undefined;
-        throw err;
-      },
-    );
-    return this.#opening;
-  }
-
-  async #closeDb(): Promise<void> {
-    const db = this.#db;
-    this.#db = undefined;
-    if (db) await db.close().catch((err: Error) => this.#logger?.warn(`usage db close failed ${err.message}`));
+  close(graceMs = 1000): Promise<void> {
+    return this.#writer.close(graceMs);
   }
 }
