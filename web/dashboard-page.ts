@@ -10,6 +10,7 @@
  * Rows are keyed and cells are only rewritten when their content changes, so nothing jumps or
  * loses focus between polls; destructive buttons ask for a second click instead of a modal.
  */
+import { listenersTextJs, pageHead } from './page-kit.ts';
 
 /** Content-Security-Policy of the dashboard: its own script by nonce, calls to this origin only. */
 export function dashboardCsp(nonce: string): string {
@@ -117,19 +118,7 @@ const SCRIPT = `
   function cls(s) { return 's-' + String(s || '').toLowerCase().replace(/[^a-z0-9]+/g, '-'); }
   function pill(text, state) { return { h: '<span class="pill ' + cls(state || text) + '">' + esc(text) + '</span>', sig: 'p' + text + (state || '') }; }
   function time(iso) { return { t: rel(iso), title: iso || '' }; }
-  function listenersText(l) {
-    if (l === null || l === undefined) return '\\u2014';
-    if (typeof l === 'number') return String(l);
-    if (typeof l === 'object') {
-      var now = l.current !== undefined ? l.current : (l.now !== undefined ? l.now : l.live);
-      var parts = [];
-      if (now !== undefined) parts.push(String(now));
-      if (l.peak !== undefined) parts.push('peak ' + l.peak);
-      if (l.total !== undefined) parts.push(l.total + ' total');
-      return parts.length ? parts.join(' \\u00b7 ') : JSON.stringify(l);
-    }
-    return String(l);
-  }
+  ${listenersTextJs({ nowSuffix: '', separator: ' \u00b7 ' })}
   function flash(text, kind) { var f = $('flash'); f.textContent = text; f.className = kind || ''; f.title = text; }
 
   // A cell spec: a string, or {t: text, h: html, title, c: class, btns: [{label, act, danger, disabled, title}]}.
@@ -447,16 +436,7 @@ function table(id: string, cols: Array<[string, string]>): string {
 /** The event manager page; its script runs under `nonce` (see dashboardCsp). */
 export function renderDashboardPage(o: { nonce: string }): string {
   const nonce = o.nonce.replace(/[^A-Za-z0-9+/=]/g, '');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>jitcast · event manager</title>
-<link rel="icon" href="data:,">
-<style>${STYLE}</style>
-</head>
+  return `${pageHead('jitcast · event manager', STYLE)}
 <body>
 <header>
 <h1>jitcast <span>event manager</span></h1>

@@ -6,6 +6,7 @@
  * `POST <link>/end`; the gateway accepts both for host-role tokens only.
  */
 import type { EventStatus, EventView } from '../runtime/contracts.ts';
+import { bannerCss, listenersTextJs, pageHead } from './page-kit.ts';
 import { escapeHtml, playerPageCsp } from './player-page.ts';
 
 /** What `GET /e/<hostToken>/info` answers. */
@@ -70,15 +71,10 @@ body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-appl
 main{max-width:640px;margin:24px auto;background:var(--card);border-radius:16px;padding:24px;box-shadow:0 10px 30px rgba(0,0,0,.08)}
 .brand{font-size:.78rem;letter-spacing:.08em;text-transform:uppercase;color:var(--muted);margin:0 0 4px}
 h1{font-size:1.4rem;margin:0 0 14px;overflow-wrap:anywhere}
-.banner{display:flex;align-items:center;gap:10px;padding:10px 14px;border-radius:12px;font-weight:600;
-background:color-mix(in srgb,var(--state) 12%,transparent);color:var(--state);--state:var(--off)}
-.banner .dot{width:10px;height:10px;border-radius:50%;background:var(--state);flex:none}
-.banner[data-state=live]{--state:var(--live)}
-.banner[data-state=live] .dot{animation:pulse 1.4s ease-in-out infinite}
+${bannerCss('10px 14px')}
 .banner[data-state=archived]{--state:var(--ok)}
 .banner[data-state=ended],.banner[data-state=archiving],.banner[data-state=archive-error]{--state:var(--warn)}
 .banner[data-state=reserved]{--state:var(--accent)}
-@keyframes pulse{0%,100%{opacity:1}50%{opacity:.3}}
 dl{display:grid;grid-template-columns:110px 1fr;gap:6px 16px;margin:18px 0}
 dt{color:var(--muted)}dd{margin:0;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
@@ -102,19 +98,7 @@ const SCRIPT = `
     cancelled: 'Cancelled' };
   var hls = null, playing = null, last = null, timer = 0;
 
-  function listenersText(l) {
-    if (l === null || l === undefined) return '\\u2014';
-    if (typeof l === 'number') return String(l);
-    if (typeof l === 'object') {
-      var now = l.current !== undefined ? l.current : (l.now !== undefined ? l.now : l.live);
-      var parts = [];
-      if (now !== undefined) parts.push(now + ' now');
-      if (l.peak !== undefined) parts.push('peak ' + l.peak);
-      if (l.total !== undefined) parts.push(l.total + ' total');
-      return parts.length ? parts.join(', ') : JSON.stringify(l);
-    }
-    return String(l);
-  }
+  ${listenersTextJs({ nowSuffix: ' now', separator: ', ' })}
 
   function stopPlayer() { if (hls) { hls.destroy(); hls = null; } playing = null; $('player').removeAttribute('src'); }
   function play(kind) {
@@ -185,16 +169,7 @@ const SCRIPT = `
 /** The host page for one event; `title` is a placeholder until the first `info` poll. */
 export function renderHostPage(o: { title: string; eventId: string; nonce: string }): string {
   const title = escapeHtml(o.title);
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>Host · ${title}</title>
-<link rel="icon" href="data:,">
-<style>${STYLE}</style>
-</head>
+  return `${pageHead(`Host · ${title}`, STYLE)}
 <body data-role="host" data-event="${escapeHtml(o.eventId)}">
 <main>
 <p class="brand">jitcast · host of event ${escapeHtml(o.eventId)}</p>

@@ -7,6 +7,7 @@
  * otherwise win and that neither fails over between redundant variants nor lets us refresh auth
  * codes (FIELD-NOTES "Chromium and hls.js").
  */
+import { bannerCss, pageHead } from './page-kit.ts';
 
 /** What the player page shows before its first status poll. */
 export interface PlayerPageOptions {
@@ -67,16 +68,11 @@ main{width:100%;max-width:560px;background:var(--card);border-radius:var(--radiu
 box-shadow:0 10px 30px rgba(0,0,0,.08)}
 .brand{font-size:.8rem;letter-spacing:.08em;text-transform:uppercase;color:var(--muted);margin:0 0 6px}
 h1{font-size:1.5rem;line-height:1.25;margin:0 0 18px;overflow-wrap:anywhere}
-.banner{display:flex;align-items:center;gap:10px;padding:12px 14px;border-radius:12px;font-weight:600;
-background:color-mix(in srgb,var(--state) 12%,transparent);color:var(--state);--state:var(--off)}
-.banner .dot{width:10px;height:10px;border-radius:50%;background:var(--state);flex:none}
-.banner[data-state=live]{--state:var(--live)}
-.banner[data-state=live] .dot{animation:pulse 1.4s ease-in-out infinite}
+${bannerCss('12px 14px')}
 .banner[data-state=archive]{--state:var(--ok)}
 .banner[data-state=ended]{--state:var(--warn)}
 .banner[data-state=waiting],.banner[data-state=starting]{--state:var(--accent)}
 .banner[data-state=cancelled],.banner[data-state=error]{--state:var(--off)}
-@keyframes pulse{0%,100%{opacity:1}50%{opacity:.3}}
 .stage{margin-top:20px;display:flex;flex-direction:column;align-items:center;gap:14px}
 #play{display:none;width:96px;height:96px;border-radius:50%;border:0;background:var(--accent);color:#fff;cursor:pointer;
 box-shadow:0 6px 18px rgba(52,82,209,.35);align-items:center;justify-content:center}
@@ -341,16 +337,7 @@ const PLAY_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path fill="curre
 export function renderPlayerPage(o: PlayerPageOptions): string {
   const title = escapeHtml(o.title);
   const nonce = escapeHtml(o.nonce);
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>${title}</title>
-<link rel="icon" href="data:,">
-<style>${STYLE}</style>
-</head>
+  return `${pageHead(title, STYLE)}
 <body data-event="${escapeHtml(o.eventId)}" data-password="${o.needsPassword ? '1' : '0'}" data-code-refresh="${Math.max(10, Math.floor(o.codeRefreshS))}">
 <main>
 <p class="brand">jitcast · event ${escapeHtml(o.eventId)}</p>
@@ -377,16 +364,7 @@ export function renderPlayerPage(o: PlayerPageOptions): string {
 
 /** A friendly error page (bad or expired link, unknown event); both texts are escaped. */
 export function renderErrorPage(o: ErrorPageOptions): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>${escapeHtml(o.heading)}</title>
-<link rel="icon" href="data:,">
-<style>${STYLE}</style>
-</head>
+  return `${pageHead(escapeHtml(o.heading), STYLE)}
 <body>
 <main>
 <p class="brand">jitcast</p>

@@ -23,6 +23,7 @@ import { openPostgres, type Db } from '../../runtime/db.ts';
 import type { JoinResult } from '../../runtime/contracts.ts';
 import { testConfig } from '../support/config.ts';
 import { FakeReporting, sampleInfo, waitFor } from '../support/event-plane.ts';
+import { apiRequest, type HttpAnswer } from '../support/http.ts';
 
 const PORT = 18631;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -41,28 +42,7 @@ class SinkWithDb extends FakeReporting {
   }
 }
 
-interface Answer {
-  status: number;
-  json: any;
-  text: string;
-}
-
-async function api(key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const init: RequestInit = { method, headers: { authorization: `Bearer ${key}`, ...headers } };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    (init.headers as Record<string, string>)['content-type'] = 'application/json';
-  }
-  const res = await fetch(BASE + path, init);
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
+const api = (key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> => apiRequest(BASE, key, method, path, body, { headers });
 
 /** Runs `node bin/jitcast.js …` against the spec's gateway with `key` as JITCAST_API_KEYS. */
 async function cli(key: string, ...args: string[]): Promise<{ code: number; out: string }> {
@@ -77,7 +57,7 @@ async function cli(key: string, ...args: string[]): Promise<{ code: number; out:
   return { code, out };
 }
 
-function notFound(r: Answer, eventId: string, what: string): void {
+function notFound(r: HttpAnswer, eventId: string, what: string): void {
   assert.equal(r.status, 404, `${what}: ${r.text}`);
   assert.deepEqual(r.json, { error: { code: 'NOT_FOUND', message: `no event ${eventId}` } }, `${what} answers what an unknown event does`);
 }

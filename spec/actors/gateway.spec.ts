@@ -6,10 +6,11 @@ import type { Context, ServiceBroker, ServiceSchema } from 'moleculer';
 import { createBroker } from '../../runtime/broker.ts';
 import { testConfig } from '../support/config.ts';
 import { createGatewayService } from '../../actors/gateway.service.ts';
-import { createReservationService } from '../../actors/reservation.service.ts';
 import type { EventInfo } from '../../runtime/contracts.ts';
-import { ForbiddenError, NotFoundError } from '../../runtime/errors.ts';
+import { ForbiddenError } from '../../runtime/errors.ts';
 import { parseXml } from '../../runtime/http-body.ts';
+import { fakeContentStorage, fakeEventService, startGatewayBroker } from '../support/gateway-fakes.ts';
+import { httpRequest, type HttpOptions } from '../support/http.ts';
 
 const PORT = 18082;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -21,34 +22,16 @@ const events = new Map<string, EventInfo>();
 let listFails = false;
 const attendeeCalls: Array<{ action: string; params: any; eventPassword?: unknown }> = [];
 
-const fakeContentStorage: ServiceSchema = {
-  name: 'content-storage',
-  actions: {
-    putEventInfo: () => ({ ok: true }),
-    getEventInfo(ctx: Context<{ eventId: string }>) {
-      throw new NotFoundError(`no event ${ctx.params.eventId}`);
-    },
-  },
-};
-
-const fakeEvent: ServiceSchema = {
-  name: 'event',
-  actions: {
-    register(ctx: Context<{ info: EventInfo }>) {
-      events.set(ctx.params.info.eventId, ctx.params.info);
-      return ctx.params.info;
-    },
-    get(ctx: Context<{ eventId: string }>) {
-      const e = events.get(ctx.params.eventId);
-      if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
-      return { ...e, streams: [{ streamId: `${e.eventId}-n1-10000-abc`, nodeId: 'n1', dataCenter: 'dc1', port: 10000, format: 'hls', url: '/s/x/index.m3u8', startedAt: e.createdAt }], callers: 1 };
-    },
+const fakeEvent = fakeEventService(
+  events,
+  (e) => ({ streams: [{ streamId: `${e.eventId}-n1-10000-abc`, nodeId: 'n1', dataCenter: 'dc1', port: 10000, format: 'hls', url: '/s/x/index.m3u8', startedAt: e.createdAt }], callers: 1 }),
+  {
     list() {
       if (listFails) throw new Error('connect ECONNREFUSED postgres://admin:hunter2@db');
       return [...events.values()];
     },
   },
-};
+);
 
 /** Stands in for attendee-access: echoes what it was called with, sets meta as the real one does. */
 function attendeeAction(action: string, type: string) {
@@ -73,17 +56,7 @@ const fakeAttendeeAccess: ServiceSchema = {
   },
 };
 
-async function call(method: string, path: string, init: { body?: string | Buffer; headers?: Record<string, string> } = {}) {
-  const res = await fetch(BASE + path, { method, headers: init.headers, body: init.body as BodyInit | undefined });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
+const call = (method: string, path: string, init: HttpOptions = {}) => httpRequest(method, BASE + path, init);
 
 const postJson = (body: string | Buffer, headers: Record<string, string> = {}) =>
   call('POST', '/api/events', { body, headers: { ...AUTH, 'content-type': 'application/json', ...headers } });
@@ -93,13 +66,7 @@ const postXml = (body: string, headers: Record<string, string> = {}) =>
 describe('actors/gateway', () => {
   let broker: ServiceBroker;
   before(async () => {
-    broker = createBroker(config);
-    broker.createService(fakeContentStorage);
-    broker.createService(fakeEvent);
-    broker.createService(fakeAttendeeAccess);
-    broker.createService(createGatewayService(config));
-    broker.createService(createReservationService(config));
-    await broker.start();
+    broker = await startGatewayBroker(config, [fakeContentStorage, fakeEvent, fakeAttendeeAccess]);
   });
   after(() => broker.stop());
   beforeEach(() => {

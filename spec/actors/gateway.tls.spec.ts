@@ -8,18 +8,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Context, ServiceBroker, ServiceSchema } from 'moleculer';
+import type { Context, ServiceBroker } from 'moleculer';
 import { loadConfig } from '../../cluster.config.ts';
-import { createGatewayService } from '../../actors/gateway.service.ts';
-import { createReservationService } from '../../actors/reservation.service.ts';
-import { createBroker } from '../../runtime/broker.ts';
 import type { EventInfo } from '../../runtime/contracts.ts';
 import { ConfigError, NotFoundError } from '../../runtime/errors.ts';
 import { parseXml } from '../../runtime/http-body.ts';
 import { testConfig } from '../support/config.ts';
+import { fakeContentStorage, fakeEventService, startGatewayBroker } from '../support/gateway-fakes.ts';
+import { httpRequest, type HttpOptions } from '../support/http.ts';
 
 const PORT = 18611;
 const KEY = 'spec-api-key-0123456789';
@@ -33,68 +31,28 @@ execFileSync('openssl', [
 const ca = readFileSync(certFile);
 
 /** One HTTPS request to the gateway, trusting only the spec's certificate. */
-function request(method: string, path: string, o: { body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Record<string, unknown>; text: string; json: any; tls: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port: PORT, servername: 'localhost', method, path, ca, headers: o.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: any;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, tls: (res.socket as { encrypted?: boolean }).encrypted === true });
-      });
-    });
-    req.on('error', reject);
-    req.end(o.body);
-  });
-}
+const request = (method: string, path: string, o: HttpOptions = {}) =>
+  httpRequest(method, `https://127.0.0.1:${PORT}${path}`, { ...o, ca, servername: 'localhost' });
 
 const xmlHeaders = { authorization: `Bearer ${KEY}`, 'content-type': 'application/xml' };
 
 const events = new Map<string, EventInfo>();
-const fakeContentStorage: ServiceSchema = {
-  name: 'content-storage',
-  actions: {
-    putEventInfo: () => ({ ok: true }),
-    getEventInfo(ctx: Context<{ eventId: string }>) {
-      throw new NotFoundError(`no event ${ctx.params.eventId}`);
-    },
+const fakeEvent = fakeEventService(events, () => ({ streams: [], callers: 0 }), {
+  update(ctx: Context<{ eventId: string; patch: Partial<EventInfo> }>) {
+    const e = events.get(ctx.params.eventId);
+    if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
+    const next = { ...e, ...ctx.params.patch };
+    events.set(e.eventId, next);
+    return next;
   },
-};
-const fakeEvent: ServiceSchema = {
-  name: 'event',
-  actions: {
-    register(ctx: Context<{ info: EventInfo }>) {
-      events.set(ctx.params.info.eventId, ctx.params.info);
-      return ctx.params.info;
-    },
-    get(ctx: Context<{ eventId: string }>) {
-      const e = events.get(ctx.params.eventId);
-      if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
-      return { ...e, streams: [], callers: 0 };
-    },
-    update(ctx: Context<{ eventId: string; patch: Partial<EventInfo> }>) {
-      const e = events.get(ctx.params.eventId);
-      if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
-      const next = { ...e, ...ctx.params.patch };
-      events.set(e.eventId, next);
-      return next;
-    },
-    cancel(ctx: Context<{ eventId: string }>) {
-      const e = events.get(ctx.params.eventId);
-      if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
-      const next = { ...e, status: 'cancelled' as const };
-      events.set(e.eventId, next);
-      return next;
-    },
-    list: () => [...events.values()],
+  cancel(ctx: Context<{ eventId: string }>) {
+    const e = events.get(ctx.params.eventId);
+    if (!e) throw new NotFoundError(`no event ${ctx.params.eventId}`);
+    const next = { ...e, status: 'cancelled' as const };
+    events.set(e.eventId, next);
+    return next;
   },
-};
+});
 
 describe('cluster.config TLS settings', () => {
   const base = { secret: 'spec-secret-0123456789abcdefghijklmnopqrstuvwxyz', apiKeys: KEY };
@@ -144,12 +102,7 @@ describe('actors/gateway over HTTPS', () => {
   const config = testConfig({ httpPort: String(PORT), tlsCert: certFile, tlsKey: keyFile });
 
   before(async () => {
-    broker = createBroker(config);
-    broker.createService(fakeContentStorage);
-    broker.createService(fakeEvent);
-    broker.createService(createGatewayService(config));
-    broker.createService(createReservationService(config));
-    await broker.start();
+    broker = await startGatewayBroker(config, [fakeContentStorage, fakeEvent]);
   });
   after(() => broker.stop());
 
@@ -157,7 +110,7 @@ describe('actors/gateway over HTTPS', () => {
     const r = await request('POST', '/api/events', { body: '<event><title>Over TLS</title><archiveDays>7</archiveDays></event>', headers: xmlHeaders });
     assert.equal(r.tls, true);
     assert.equal(r.status, 201, r.text);
-    assert.match(String(r.headers['content-type']), /^application\/xml/);
+    assert.match(r.headers.get('content-type') ?? '', /^application\/xml/);
     const v = parseXml(r.text) as Record<string, unknown>;
     assert.equal(v.title, 'Over TLS');
     assert.equal(v.archiveDays, 7);

@@ -18,6 +18,7 @@ import type { EventView } from '../../runtime/contracts.ts';
 import { NotFoundError, StateConflictError } from '../../runtime/errors.ts';
 import { testConfig } from '../support/config.ts';
 import { waitFor } from '../support/node-process.ts';
+import { httpRequest } from '../support/http.ts';
 
 const PORT = 18612;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -68,17 +69,7 @@ const fakeUsage: ServiceSchema = {
   },
 };
 
-async function call(method: string, path: string, headers: Record<string, string> = {}) {
-  const res = await fetch(BASE + path, { method, headers });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
+const call = (method: string, path: string, headers: Record<string, string> = {}) => httpRequest(method, BASE + path, { headers });
 
 describe('host page and host-only routes', () => {
   let broker: ServiceBroker;

@@ -1,10 +1,9 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ServiceBroker, ServiceSchema, Context } from 'moleculer';
-import { createBroker } from '../../runtime/broker.ts';
 import { testConfig } from '../support/config.ts';
-import { createGatewayService } from '../../actors/gateway.service.ts';
-import { createReservationService } from '../../actors/reservation.service.ts';
+import { startGatewayBroker } from '../support/gateway-fakes.ts';
+import { apiRequest } from '../support/http.ts';
 import { isValidEventId } from '../../codecs/ids.ts';
 import { pinFor } from '../../codecs/pin.ts';
 import { passwordProof, verifyToken } from '../../codecs/token.ts';
@@ -98,34 +97,14 @@ const fakeEvent: ServiceSchema = {
   },
 };
 
-async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string; headers: Headers }> {
-  const init: RequestInit = { method, headers: { authorization: `Bearer ${KEY}`, ...headers } };
-  if (body !== undefined) {
-    init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
-  }
-  const res = await fetch(BASE + path, init);
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text, headers: res.headers };
-}
+const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => apiRequest(BASE, KEY, method, path, body, { headers });
 
 const future = () => new Date(Date.now() + 86_400_000).toISOString();
 
 describe('actors/reservation', () => {
   let broker: ServiceBroker;
   before(async () => {
-    broker = createBroker(config);
-    broker.createService(fakeContentStorage);
-    broker.createService(fakeEvent);
-    broker.createService(createGatewayService(config));
-    broker.createService(createReservationService(config));
-    await broker.start();
+    broker = await startGatewayBroker(config, [fakeContentStorage, fakeEvent]);
   });
   after(() => broker.stop());
   beforeEach(() => {

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { apiRequest as httpApiRequest } from './http.ts';
 
 /** A node under test. */
 export interface NodeUnderTest {
@@ -96,20 +97,8 @@ export async function apiRequest(
   body?: unknown,
   opts: { headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<ApiAnswer> {
-  const res = await fetch(baseUrl + path, {
-    method,
-    headers: { Authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...opts.headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
-  });
-  const text = await res.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, body: parsed, text };
+  const r = await httpApiRequest(baseUrl, apiKey, method, path, body, opts);
+  return { status: r.status, body: r.json, text: r.text };
 }
 
 /** Polls `fn` until it returns a value other than undefined, or fails after `timeoutMs`. */
