@@ -14,6 +14,7 @@ import { createBroker } from '../../runtime/broker.ts';
 import type { EventInfo } from '../../runtime/contracts.ts';
 import { testConfig } from '../support/config.ts';
 import { EVENT_ID, STREAM_ID, sampleInfo, writeLiveDir } from '../support/event-plane.ts';
+import { waitFor } from '../support/wait.ts';
 
 const brokers = new Set<ServiceBroker>();
 afterEach(async () => {
@@ -42,16 +43,6 @@ async function startNode(ns: string, id: string, center: string, opts: ContentSt
 async function stopNode(n: StorageNode): Promise<void> {
   await n.broker.stop();
   brokers.delete(n.broker);
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const infoPath = (n: StorageNode) => join(n.root, EVENT_ID, 'event-info.xml');

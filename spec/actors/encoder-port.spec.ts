@@ -15,6 +15,7 @@ import { createBroker } from '../../runtime/broker.ts';
 import { EVENTS, type EncoderStartParams, type EncoderStartResult, type StreamDataset, type StreamRecord } from '../../runtime/contracts.ts';
 import { NoCapacityError, ValidationFailedError } from '../../runtime/errors.ts';
 import { testConfig } from '../support/config.ts';
+import { waitFor } from '../support/wait.ts';
 
 const EVENT_ID = '12345674';
 const OTHER_EVENT = '12345682';
@@ -22,16 +23,6 @@ const run = promisify(execFile);
 
 function rtp(ssrc: number, seq: number, payload: Buffer, payloadType = 0): Buffer {
   return serializeRtp({ marker: false, payloadType, sequenceNumber: seq & 0xffff, timestamp: (seq * 160) >>> 0, ssrc, csrcs: [], paddingLength: 0, payload });
-}
-
-async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 15_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -12,19 +12,10 @@ import { ARCHIVE_LOCK_MS, ARCHIVE_QUEUE, ArchiveWorker, archiveJobId, archiveQue
 import { ArchiveLeadership, electionAddress, type LeadershipBroker } from '../../runtime/archive-leadership.ts';
 import { EVENTS, type ArchiveAnnounce } from '../../runtime/contracts.ts';
 import { CapturingLogger, purgeNamespace, SPEC_REDIS_URL, specNamespace } from '../support/redis.ts';
+import { waitFor } from '../support/wait.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const data = (eventId: string): ArchiveJobData => ({ eventId, requestedBy: 'spec', requestedAt: new Date().toISOString() });
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('archive queue (BullMQ on Redis)', { timeout: 60_000 }, () => {
   const namespaces: string[] = [];

@@ -19,6 +19,7 @@ import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
 import { VersionClock } from '../../runtime/reporting.ts';
 import { CapturingLogger, purgeNamespace, SPEC_REDIS_URL, specNamespace, startPrivateRedis } from '../support/redis.ts';
 import { startPostgresInstance, type PostgresInstance } from '../support/postgres-instance.ts';
+import { waitFor } from '../support/wait.ts';
 
 const FAST = { minBackoffMs: 20, maxBackoffMs: 200 };
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -28,16 +29,6 @@ function info(eventId: string, status: EventStatus, updatedAt: string, title = '
     eventId, title, format: 'hls', createdAt: '2026-01-01T00:00:00.000Z', updatedAt,
     archiveDays: 30, hasPassword: false, attendeeUrl: 'http://x/e/t', hostUrl: 'http://x/e/h', status,
   };
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** Jobs not yet done. */
