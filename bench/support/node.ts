@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processTree, readStat } from './proc.ts';
 import { apiRequest } from '../../spec/support/node-process.ts';
+import { mapLimit } from '../../runtime/map-limit.ts';
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -158,18 +159,8 @@ export async function reserve(node: BenchNode, title: string): Promise<{ eventId
 }
 
 /** Reserves `n` events, a few at a time. */
-export async function reserveMany(node: BenchNode, n: number, title: string, concurrency = 8): Promise<Array<{ eventId: string; pin: string; attendeeUrl: string }>> {
-  const out = new Array<{ eventId: string; pin: string; attendeeUrl: string }>(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await reserve(node, `${title} #${i + 1}`);
-      }
-    }),
-  );
-  return out;
+export function reserveMany(node: BenchNode, n: number, title: string, concurrency = 8): Promise<Array<{ eventId: string; pin: string; attendeeUrl: string }>> {
+  return mapLimit(Array.from({ length: n }, (_, i) => i), concurrency, (i) => reserve(node, `${title} #${i + 1}`));
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

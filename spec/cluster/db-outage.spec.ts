@@ -27,40 +27,16 @@ import { CLUSTER_API_KEY, REDIS_URL, startCluster, type Cluster } from '../suppo
 import { apiRequest } from '../support/node-process.ts';
 import { startPostgresInstance, type PostgresInstance } from '../support/postgres-instance.ts';
 import { purgeNamespace } from '../support/redis.ts';
+import { mapLimit } from '../../runtime/map-limit.ts';
+import { waitFor } from '../support/event-plane.ts';
 
 const SLOT = 3;
 const RESERVATIONS = 1000;
 const CHANGES = 100;
 const IN_FLIGHT = 32;
 const KILL_RESERVATIONS = 200;
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** Runs `fn` over `items`, `limit` at a time. */
-async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  }));
-  return out;
-}
+/** How often the spec looks at PostgreSQL and the queue while it waits. */
+const POLL_MS = 200;
 
 interface Row { event_id: string; status: string; title: string; updated_at: Date; version: string }
 
@@ -109,7 +85,7 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
         return !r || r.status !== s.status || r.title !== s.title || r.updated_at.getTime() !== Date.parse(s.updatedAt);
       });
       return off.length === 0 ? rs : undefined;
-    }, timeoutMs);
+    }, timeoutMs, POLL_MS);
     // Exactly one row per event (the primary key) and nothing else; each row at its stored state's version.
     assert.deepEqual(new Set(rows.map((r) => r.event_id)), new Set(ids));
     for (const r of rows) {
@@ -129,10 +105,10 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
     const node = cluster.node('db-a');
     const api = (method: string, path: string, body?: unknown) => apiRequest(node.baseUrl, CLUSTER_API_KEY, method, path, body, { timeoutMs: 10_000 });
     // The start-up pass (storage still empty) is done before the outage, so the rows below come from the queue alone.
-    await waitFor('the start-up reconciliation', async () => /reconciled 0 events/.test(node.output()) || undefined, 15_000);
+    await waitFor('the start-up reconciliation', async () => /reconciled 0 events/.test(node.output()) || undefined, 15_000, POLL_MS);
     await pg.stop();
 
-    const created = await pool(Array.from({ length: RESERVATIONS }, (_, i) => i), IN_FLIGHT, async (i) => {
+    const created = await mapLimit(Array.from({ length: RESERVATIONS }, (_, i) => i), IN_FLIGHT, async (i) => {
       const r = await api('POST', '/api/events', { title: `outage ${i}` });
       assert.equal(r.status, 201, `reservation ${i}: ${r.text}`);
       return r.body.eventId as string;
@@ -140,16 +116,16 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
     assert.equal(new Set(created).size, RESERVATIONS);
     const modified = created.slice(0, CHANGES);
     const cancelled = created.slice(CHANGES / 2, CHANGES / 2 + CHANGES); // half of them modified first
-    await pool(modified, 16, async (id) => {
+    await mapLimit(modified, 16, async (id) => {
       const r = await api('PATCH', `/api/events/${id}`, { title: `changed ${id}` });
       assert.equal(r.status, 200, `modify ${id}: ${r.text}`);
     });
-    await pool(cancelled, 16, async (id) => {
+    await mapLimit(cancelled, 16, async (id) => {
       const r = await api('DELETE', `/api/events/${id}`);
       assert.equal(r.status, 200, `cancel ${id}: ${r.text}`);
     });
     // The writes wait in Redis, at least one job per event.
-    const queued = await waitFor('every event queued', async () => ((await unfinished()) >= RESERVATIONS ? unfinished() : undefined), 10_000);
+    const queued = await waitFor('every event queued', async () => ((await unfinished()) >= RESERVATIONS ? unfinished() : undefined), 10_000, POLL_MS);
     assert.ok(queued >= RESERVATIONS, `queued ${queued}`);
     assert.ok(/reporting DB unreachable/.test(node.output()), 'the worker saw the outage');
 
@@ -158,7 +134,7 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
     assert.equal(rows.filter((r) => r.status === 'cancelled').length, CHANGES);
     assert.equal(rows.filter((r) => r.status === 'reserved').length, RESERVATIONS - CHANGES);
     assert.equal(rows.filter((r) => r.title.startsWith('changed ')).length, CHANGES);
-    await waitFor('queue empty', async () => (await unfinished()) === 0 || undefined, 15_000);
+    await waitFor('queue empty', async () => (await unfinished()) === 0 || undefined, 15_000, POLL_MS);
     // Only the queue wrote them: the start-up pass (database up, storage empty) wrote nothing.
     assert.deepEqual([...node.output().matchAll(/reconciled (\d+) events/g)].map((m) => m[1]), ['0']);
     all.push(...created);
@@ -168,18 +144,18 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
     const node = cluster.node('db-a');
     const api = (method: string, path: string, body?: unknown) => apiRequest(node.baseUrl, CLUSTER_API_KEY, method, path, body, { timeoutMs: 10_000 });
     await pg.stop();
-    const created = await pool(Array.from({ length: KILL_RESERVATIONS }, (_, i) => i), IN_FLIGHT, async (i) => {
+    const created = await mapLimit(Array.from({ length: KILL_RESERVATIONS }, (_, i) => i), IN_FLIGHT, async (i) => {
       const r = await api('POST', '/api/events', { title: `killed ${i}` });
       assert.equal(r.status, 201, `reservation ${i}: ${r.text}`);
       return r.body.eventId as string;
     });
     const changed = [...all.slice(200, 220), ...created.slice(0, 20)];
-    await pool(changed, 16, async (id) => {
+    await mapLimit(changed, 16, async (id) => {
       const r = await api('PATCH', `/api/events/${id}`, { title: `late ${id}` });
       assert.equal(r.status, 200, `modify ${id}: ${r.text}`);
     });
-    await waitFor('every write queued', async () => ((await unfinished()) >= KILL_RESERVATIONS + changed.length - 20 ? true : undefined), 10_000);
-    await waitFor('the worker holding jobs', async () => ((await queue.getActiveCount()) > 0 ? true : undefined), 10_000);
+    await waitFor('every write queued', async () => ((await unfinished()) >= KILL_RESERVATIONS + changed.length - 20 ? true : undefined), 10_000, POLL_MS);
+    await waitFor('the worker holding jobs', async () => ((await queue.getActiveCount()) > 0 ? true : undefined), 10_000, POLL_MS);
 
     await cluster.kill9('db-a');
     // States that never reached Redis are lost with the process: make it so for the last 50 events.
@@ -198,7 +174,7 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
     const ids = [...all, ...created];
     const rows = await rowsAsStored(restarted.dataDir, ids, 30_000);
     assert.equal(rows.filter((r) => r.title.startsWith('late ')).length, changed.length);
-    await waitFor('queue empty', async () => (await unfinished()) === 0 || undefined, 15_000);
+    await waitFor('queue empty', async () => (await unfinished()) === 0 || undefined, 15_000, POLL_MS);
     const m = /reconciled (\d+) events \[stored:(\d+) missing:(\d+) stale:(\d+)/.exec(restarted.output()); // the new process's output only
     assert.ok(m, `reconciliation logged:\n${restarted.output().slice(-3000)}`);
     assert.equal(Number(m[2]), ids.length, 'the pass saw every stored event');

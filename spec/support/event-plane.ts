@@ -107,8 +107,11 @@ export async function startPlane(config: JitcastConfig, deps: EventServiceDeps =
   return { broker, reporting };
 }
 
-/** Resolves once `check` returns a value other than undefined/false; rejects after `limitMs` with `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, limitMs = 10_000): Promise<T> {
+/**
+ * Resolves once `check` returns a value other than undefined/false, polled every `everyMs`; an
+ * exception in `check` is retried; rejects after `limitMs` with `what` and the last exception.
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, limitMs = 10_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + limitMs;
   let last: unknown;
   for (;;) {
@@ -119,6 +122,6 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       last = err;
     }
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
