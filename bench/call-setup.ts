@@ -15,7 +15,7 @@
  * as growth). Held = every call passed in sipp and went live, p95 ≤ 5 s and the last quarter's p95
  * at most 1 s above the second's (the first quarter is the ramp-up to the steady concurrency). The figure is the highest rate that held. Target: 50 /s.
  *
- * Ports 48000-49999 (the cluster harness's benchmark block); traffic stays on 127.0.0.1.
+ * Ports 14000-15999 (the cluster harness's benchmark block); traffic stays on 127.0.0.1.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,11 +27,11 @@ import { ensureServices, logLines, routeOf, sleep, startCluster, waitUntil, type
 
 /** Ports of the call-setup cluster and its sipp. */
 export const CALL_SETUP_PORTS = {
-  door: { httpPort: 48080, sipPort: 48060, rtpPorts: '48090-48099', encoderPorts: '49700-49749' },
+  door: { httpPort: 14080, sipPort: 14060, rtpPorts: '14090-14099', encoderPorts: '15700-15749' },
   // 400 even RTP ports each: at 100 calls/s, ~2.5 s calls and a 4 s rest need ~650 in all.
-  v1: { httpPort: 48081, sipPort: 48061, rtpPorts: '48100-48899', encoderPorts: '49800-49899' },
-  v2: { httpPort: 48082, sipPort: 48062, rtpPorts: '48900-49699', encoderPorts: '49900-49999' },
-  sipp: { sip: 48050, media: 48052 },
+  v1: { httpPort: 14081, sipPort: 14061, rtpPorts: '14100-14899', encoderPorts: '15800-15899' },
+  v2: { httpPort: 14082, sipPort: 14062, rtpPorts: '14900-15699', encoderPorts: '15900-15999' },
+  sipp: { sip: 14050, media: 14052 },
 } as const;
 
 const DOOR_ROLES = ['gateway', 'reservation', 'event', 'monitoring', 'content-storage', 'archive-coordinator', 'attendee-access', 'sip-router'];

@@ -15,7 +15,7 @@
  * Every instant comes from the nodes' own log stamps (ms, same clock). Target: under 3 s.
  * Then v1 is started again and the next round begins once the door routes to it.
  *
- * Ports 48000-49999 (the cluster harness's benchmark block); traffic stays on 127.0.0.1.
+ * Ports 14000-15999 (the cluster harness's benchmark block); traffic stays on 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
@@ -29,12 +29,12 @@ import { ensureServices, logLines, routeOf, sleep, startCluster, waitForLog, wai
 
 /** Ports of the failover cluster and its sipp processes. */
 export const FAILOVER_PORTS = {
-  door: { httpPort: 48080, sipPort: 48060, rtpPorts: '48100-48149', encoderPorts: '49000-49049' },
-  v1: { httpPort: 48081, sipPort: 48061, rtpPorts: '48200-48299', encoderPorts: '49100-49199' },
-  v2: { httpPort: 48082, sipPort: 48062, rtpPorts: '48300-48399', encoderPorts: '49200-49299' },
+  door: { httpPort: 14080, sipPort: 14060, rtpPorts: '14100-14149', encoderPorts: '15000-15049' },
+  v1: { httpPort: 14081, sipPort: 14061, rtpPorts: '14200-14299', encoderPorts: '15100-15199' },
+  v2: { httpPort: 14082, sipPort: 14062, rtpPorts: '14300-14399', encoderPorts: '15200-15299' },
   sipp: [
-    { sip: 48050, media: 48400 },
-    { sip: 48051, media: 48410 },
+    { sip: 14050, media: 14400 },
+    { sip: 14051, media: 14410 },
   ],
 } as const;
 

@@ -13,7 +13,7 @@
  * The event does not exist, so the build is refused and reported; only the leader's timing matters.
  * Then lf-a is started again and the next round begins once it leads again. Target: acting < 4 s.
  *
- * Ports 48000-49999 (the cluster harness's benchmark block, one benchmark at a time); traffic stays
+ * Ports 14000-15999 (the cluster harness's benchmark block, one benchmark at a time); traffic stays
  * on 127.0.0.1.
  */
 import { rmSync } from 'node:fs';
@@ -25,9 +25,9 @@ import { ensureServices, REDIS_URL, startCluster, waitForLog, waitUntil, type Cl
 const SILENCE_LIMIT_S = 3;
 const TARGET_MS = 4000;
 const PORTS = {
-  'lf-a': { httpPort: 48080, sipPort: 48060, rtpPorts: '48100-48149', encoderPorts: '49000-49049' },
-  'lf-b': { httpPort: 48081, sipPort: 48061, rtpPorts: '48200-48249', encoderPorts: '49100-49149' },
-  'lf-c': { httpPort: 48082, sipPort: 48062, rtpPorts: '48300-48349', encoderPorts: '49200-49249' },
+  'lf-a': { httpPort: 14080, sipPort: 14060, rtpPorts: '14100-14149', encoderPorts: '15000-15049' },
+  'lf-b': { httpPort: 14081, sipPort: 14061, rtpPorts: '14200-14249', encoderPorts: '15100-15149' },
+  'lf-c': { httpPort: 14082, sipPort: 14062, rtpPorts: '14300-14349', encoderPorts: '15200-15249' },
 } as const;
 
 /** One round's figures (ms after the SIGKILL). */

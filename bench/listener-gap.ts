@@ -18,7 +18,7 @@
  * The helpers at the top (recordPlayback, playbackSamples, largestStall, CHROMIUM_ARGS) are shared
  * with spec/cluster/redundant-streams.spec.ts, which asserts what this file only measures.
  *
- * Ports 48000-49999 (the cluster harness's benchmark block, run one benchmark at a time); traffic
+ * Ports 14000-15999 (the cluster harness's benchmark block, run one benchmark at a time); traffic
  * stays on 127.0.0.1.
  */
 import { mkdirSync } from 'node:fs';
@@ -127,12 +127,12 @@ export const PLANE_ROLES = ['gateway', 'reservation', 'event', 'monitoring', 'co
 export const VOICE_ROLES = ['voice-server', 'encoder-port'];
 
 const PORTS = {
-  plane: { httpPort: 48080, sipPort: 48060, rtpPorts: '48100-48149', encoderPorts: '49000-49049' },
-  v1: { httpPort: 48081, sipPort: 48061, rtpPorts: '48200-48249', encoderPorts: '49100-49149' },
-  v2: { httpPort: 48082, sipPort: 48062, rtpPorts: '48300-48349', encoderPorts: '49200-49249' },
+  plane: { httpPort: 14080, sipPort: 14060, rtpPorts: '14100-14149', encoderPorts: '15000-15049' },
+  v1: { httpPort: 14081, sipPort: 14061, rtpPorts: '14200-14249', encoderPorts: '15100-15149' },
+  v2: { httpPort: 14082, sipPort: 14062, rtpPorts: '14300-14349', encoderPorts: '15200-15249' },
   sipp: [
-    { sip: 48050, media: 48400 },
-    { sip: 48051, media: 48410 },
+    { sip: 14050, media: 14400 },
+    { sip: 14051, media: 14410 },
   ],
 } as const;
 

@@ -1,6 +1,6 @@
 /**
  * Reservations per second through the REST API (issue 5): one node process in cluster mode (NATS,
- * the machine's Redis, and a PostgreSQL of the benchmark's own on port 45604, so stopping it touches
+ * the machine's Redis, and a PostgreSQL of the benchmark's own on port 11604, so stopping it touches
  * nothing else) with the roles a reservation passes through (gateway, reservation, event,
  * content-storage, monitoring). `CLIENTS` clients each send `POST /api/events` as soon as their
  * previous answer came (closed loop) for `n` reservations: first with PostgreSQL up, then with it
@@ -8,8 +8,8 @@
  * errors. After the down phase PostgreSQL starts again and the benchmark times how long until every
  * reservation of both phases has its row (the BullMQ queue draining plus nothing lost).
  *
- * Target: 1,000 /s with p99 under 50 ms, unchanged when PostgreSQL is down. HTTP port 48070
- * (the benchmark block 48000-49999); traffic stays on 127.0.0.1.
+ * Target: 1,000 /s with p99 under 50 ms, unchanged when PostgreSQL is down. HTTP port 14070
+ * (the benchmark block 14000-15999); traffic stays on 127.0.0.1.
  */
 import { fmt, median, type BenchOptions, type BenchResult, type Row } from './support/report.ts';
 import { CLUSTER_API_KEY, startCluster, type Cluster } from '../spec/support/cluster.ts';
@@ -18,8 +18,8 @@ import { startPostgresInstance, type PostgresInstance } from '../spec/support/po
 const TARGET_RATE = 1000;
 const TARGET_P99_MS = 50;
 const CLIENTS = 16;
-const PG_PORT = 45604;
-const PORTS = { httpPort: 48070, sipPort: 48071, rtpPorts: '48000-48049', encoderPorts: '48100-48149' };
+const PG_PORT = 11604;
+const PORTS = { httpPort: 14070, sipPort: 14071, rtpPorts: '14000-14049', encoderPorts: '14100-14149' };
 
 /** One phase's outcome. */
 export interface ReservationPhase {

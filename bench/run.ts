@@ -2,8 +2,8 @@
  * `npm run bench [-- --only NAME[,NAME]] [-- --quick]`: runs the benchmarks of issue 2 against a
  * real node (`node bin/jitcast.js start`) with sipp as the caller, prints one table (benchmark,
  * figure, unit, target, notes) and writes `.bench/results.json`. Benchmarks measure and print;
- * they never assert. All traffic stays on 127.0.0.1, on ports 31000-39999 (the cluster benchmarks
- * of issue 3, failover and call-setup, run three node processes on ports 48000-49999).
+ * they never assert. All traffic stays on 127.0.0.1, on ports 29000-31999 (the cluster benchmarks
+ * of issue 3, failover and call-setup, run three node processes on ports 14000-15999).
  *
  *   --quick          short runs for a smoke check (under ~2 minutes)
  *   --only NAMES     pin-to-live, glass-to-glass, capacity, failover, call-setup, listener-gap, archive-build, leader-failover, replication, reservations, listener-load (comma-separated)

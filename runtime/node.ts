@@ -64,7 +64,13 @@ export async function startNode(config: JitcastConfig): Promise<RunningNode> {
     // Usage reports are monitoring data (issue 5 item 4): the usage actor runs with that role.
     if (role === 'monitoring') broker.createService(createUsageService(config));
   }
-  await broker.start();
+  try {
+    await broker.start();
+  } catch (err) {
+    // Stop what did start (services, the NATS connection) so a node that cannot start leaves nothing running.
+    await broker.stop().catch(() => {});
+    throw err;
+  }
   let stopping: Promise<void> | undefined;
   return {
     broker,

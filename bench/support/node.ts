@@ -1,6 +1,6 @@
 /**
  * A jitcast node for a benchmark: `node bin/jitcast.js start` as a child process on the bench
- * ports (HTTP 31080, SIP 31060, RTP 32000-32999, encoders 34000-34999), configured through
+ * ports (HTTP 31080, SIP 31060, RTP 30000-30999, encoders 29000-29999), configured through
  * JITCAST_* variables as an operator would. Keeps a bounded tail of its output and every
  * warning/error line, and on stop kills (by pid) any ffmpeg it left behind.
  */
@@ -18,8 +18,8 @@ export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const BENCH_PORTS = {
   http: 31080,
   sip: 31060,
-  rtp: '32000-32999',
-  encoders: '34000-34999',
+  rtp: '30000-30999',
+  encoders: '29000-29999',
   sippSip: 31090,
   sippMedia: 31200,
 } as const;

@@ -6,7 +6,7 @@
  * with a tiny RTP range (4 ports, portSuspendBelow 2, ports rest 2 s) and one in dc2.
  * Real callers: sipp (tone + RFC 4733 keys, and hold-only calls) and baresip, all dialling the
  * router's one address.
- * Ports: SIP 41070–41072, RTP 42000–42149, encoders 43000–43149, HTTP 41080, sipp/baresip 41140–41199.
+ * Ports: SIP 22070–22072, RTP 23000–23149, encoders 24000–24149, HTTP 22080, sipp/baresip 22140–22199.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,8 +31,8 @@ import { callPackets, tone, writePcap } from '../support/pcap.ts';
 import { dialInScenario, runSipp } from '../support/sipp.ts';
 
 const NATS = 'nats://127.0.0.1:4222';
-const ROUTER_SIP = 41070;
-const HTTP = 41080;
+const ROUTER_SIP = 22070;
+const HTTP = 22080;
 const API_KEY = 'spec-api-key-0123456789';
 const ROUTER_ROLES = 'sip-router,gateway,reservation,event,monitoring,content-storage,archive-coordinator,attendee-access';
 const VOICE_ROLES = 'voice-server,encoder-port,content-storage';
@@ -125,9 +125,9 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
   before(async () => {
     // No health tests here: their synthetic call would take one of vs-dc1's four ports, and the suspend test counts them.
     const common = { natsUrl: NATS, namespace, apiKeys: API_KEY, logLevel: (process.env.SPEC_LOG_LEVEL ?? 'warn') as 'warn', healthTestIntervalS: '0' } as const;
-    const vs1 = testConfig({ ...common, nodeId: 'vs-dc1', dataCenter: 'dc1', roles: VOICE_ROLES, httpPort: '41081', sipPort: '41071', rtpPorts: '42000-42007', encoderPorts: '43000-43049', portSuspendBelow: '2', portResumeAt: '4', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
-    const vs2 = testConfig({ ...common, nodeId: 'vs-dc2', dataCenter: 'dc2', roles: VOICE_ROLES, httpPort: '41082', sipPort: '41072', rtpPorts: '42100-42149', encoderPorts: '43100-43149', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
-    const front = testConfig({ ...common, nodeId: 'front-dc1', dataCenter: 'dc1', roles: ROUTER_ROLES, httpPort: String(HTTP), sipPort: String(ROUTER_SIP), rtpPorts: '42200-42249', encoderPorts: '43200-43249', archiveTimeoutS: '2' });
+    const vs1 = testConfig({ ...common, nodeId: 'vs-dc1', dataCenter: 'dc1', roles: VOICE_ROLES, httpPort: '22081', sipPort: '22071', rtpPorts: '23000-23007', encoderPorts: '24000-24049', portSuspendBelow: '2', portResumeAt: '4', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
+    const vs2 = testConfig({ ...common, nodeId: 'vs-dc2', dataCenter: 'dc2', roles: VOICE_ROLES, httpPort: '22082', sipPort: '22072', rtpPorts: '23100-23149', encoderPorts: '24100-24149', authCodeTimeoutS: '2', portReuseTimeoutS: '2' });
+    const front = testConfig({ ...common, nodeId: 'front-dc1', dataCenter: 'dc1', roles: ROUTER_ROLES, httpPort: String(HTTP), sipPort: String(ROUTER_SIP), rtpPorts: '23200-23249', encoderPorts: '24200-24249', archiveTimeoutS: '2' });
     router = await startNode(front);
     nodes.push(router);
     for (const c of [vs1, vs2]) nodes.push(await startNode(c));
@@ -141,12 +141,12 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
 
   test('OPTIONS to the front door answers 200; the voice servers broadcast their state and ports', async () => {
     const sock = createSocket('udp4');
-    sock.bind(41140, '127.0.0.1');
+    sock.bind(22140, '127.0.0.1');
     await once(sock, 'listening');
     const reply = once(sock, 'message');
     sock.send(
       Buffer.from(
-        [`OPTIONS sip:jitcast@127.0.0.1:${ROUTER_SIP} SIP/2.0`, 'Via: SIP/2.0/UDP 127.0.0.1:41140;branch=z9hG4bKopt;rport', 'Max-Forwards: 70', 'From: <sip:probe@127.0.0.1:41140>;tag=p1', `To: <sip:jitcast@127.0.0.1:${ROUTER_SIP}>`, 'Call-ID: options-probe', 'CSeq: 1 OPTIONS', 'Content-Length: 0', '', ''].join('\r\n'),
+        [`OPTIONS sip:jitcast@127.0.0.1:${ROUTER_SIP} SIP/2.0`, 'Via: SIP/2.0/UDP 127.0.0.1:22140;branch=z9hG4bKopt;rport', 'Max-Forwards: 70', 'From: <sip:probe@127.0.0.1:22140>;tag=p1', `To: <sip:jitcast@127.0.0.1:${ROUTER_SIP}>`, 'Call-ID: options-probe', 'CSeq: 1 OPTIONS', 'Content-Length: 0', '', ''].join('\r\n'),
       ),
       ROUTER_SIP,
       '127.0.0.1',
@@ -171,7 +171,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     const holdMs = 20_000;
     const pcap = join(work, 'call.pcap');
     writePcap(pcap, callPackets({ durationMs: holdMs, audio: tone(1000), keys: [{ atMs: 1500, digits: idKeys }, { atMs: pinAt, digits: `${ev.pin}#` }], eventPt: 101 }));
-    const call1 = runSipp({ scenario: dialInScenario(work, 'front-door', { pcap, holdMs, ending: 'caller-bye' }), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 41141, mediaPort: 41150, cwd: work });
+    const call1 = runSipp({ scenario: dialInScenario(work, 'front-door', { pcap, holdMs, ending: 'caller-bye' }), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 22141, mediaPort: 22150, cwd: work });
 
     const live = await waitFor('the event live with a stream', async () => {
       const v = (await api('GET', `/api/events/${ev.eventId}`)).body;
@@ -194,7 +194,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     assert.deepEqual(drained.body.channelStates, { inService: 1, busy: 1, maintenance: 3, outOfService: 0 });
     await waitFor('the router sees vs-dc1 in maintenance', async () => ((await routerStatus()).voiceServers.find((v) => v.nodeId === 'vs-dc1')?.state === 'maintenance' ? true : undefined), 3000);
 
-    const call2 = runSipp({ scenario: holdScenario(work, 'hold-a', 2500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 41142, mediaPort: 41154, cwd: work });
+    const call2 = runSipp({ scenario: holdScenario(work, 'hold-a', 2500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 22142, mediaPort: 22154, cwd: work });
     const where2 = await landed(call2);
     assert.equal((await call2).code, 0, 'the second call completed');
     assert.deepEqual(where2.most, { 'vs-dc1': 1, 'vs-dc2': 1 }, 'the second call fell over to dc2 (vs-dc1 kept only its busy call)');
@@ -217,7 +217,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     assert.equal(code, 0, out);
     assert.match(out, /vs-dc1 is in-service/);
     await waitFor('vs-dc1 routable again', async () => ((await routable('vs-dc1')) ? true : undefined), 3000);
-    const call3 = runSipp({ scenario: holdScenario(work, 'hold-b', 1500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 41143, mediaPort: 41158, cwd: work });
+    const call3 = runSipp({ scenario: holdScenario(work, 'hold-b', 1500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 22143, mediaPort: 22158, cwd: work });
     const where3 = await landed(call3);
     assert.equal((await call3).code, 0);
     assert.deepEqual(where3.most, { 'vs-dc1': 1, 'vs-dc2': 0 }, 'resumed, dc1 takes calls again');
@@ -234,7 +234,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
   test('port availability suspend: with 3 of 4 ports busy vs-dc1 suspends, the 4th call goes to dc2, and dc1 takes calls again once ports rest', async () => {
     // The router's view (last broadcast status) must show all 4 ports free, not just the server's own.
     await waitFor('the router sees all 4 ports of vs-dc1 free', async () => ((await routerStatus()).voiceServers.find((v) => v.nodeId === 'vs-dc1')?.freePorts === 4 ? true : undefined), 10_000);
-    const calls = runSipp({ scenario: holdScenario(work, 'hold-four', 3000), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 41144, mediaPort: 41162, cwd: work, calls: 4, rate: 20, extra: ['-l', '4'] });
+    const calls = runSipp({ scenario: holdScenario(work, 'hold-four', 3000), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 22144, mediaPort: 22162, cwd: work, calls: 4, rate: 20, extra: ['-l', '4'] });
     const where = await landed(calls);
     const r = await calls;
     assert.equal(r.code, 0, `sipp:\n${r.stdout}`);
@@ -242,7 +242,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     assert.ok(where.states['vs-dc1']!.has('suspended'), `the router saw vs-dc1 suspended (saw ${[...where.states['vs-dc1']!]})`);
     // The three ports rest 2 s (port reuse timeout); then vs-dc1 resumes on its own.
     await waitFor('vs-dc1 back in service', async () => ((await routable('vs-dc1')) ? true : undefined), 8000);
-    const one = runSipp({ scenario: holdScenario(work, 'hold-c', 1500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 41145, mediaPort: 41166, cwd: work });
+    const one = runSipp({ scenario: holdScenario(work, 'hold-c', 1500), target: `127.0.0.1:${ROUTER_SIP}`, localPort: 22145, mediaPort: 22166, cwd: work });
     const later = await landed(one);
     assert.equal((await one).code, 0);
     assert.deepEqual(later.most, { 'vs-dc1': 1, 'vs-dc2': 0 });
@@ -252,13 +252,13 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     for (const id of ['vs-dc1', 'vs-dc2']) assert.equal((await api('POST', `/api/cluster/voice-servers/${id}/drain`)).status, 200);
     await waitFor('nothing routable', async () => ((await routerStatus()).voiceServers.every((v) => !v.routable) ? true : undefined), 3000);
     const sock = createSocket('udp4');
-    sock.bind(41146, '127.0.0.1');
+    sock.bind(22146, '127.0.0.1');
     await once(sock, 'listening');
-    const sdp = 'v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41199 RTP/AVP 0\r\n';
+    const sdp = 'v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 22199 RTP/AVP 0\r\n';
     const reply = once(sock, 'message');
     sock.send(
       Buffer.from(
-        [`INVITE sip:jitcast@127.0.0.1:${ROUTER_SIP} SIP/2.0`, 'Via: SIP/2.0/UDP 127.0.0.1:41146;branch=z9hG4bKnone;rport', 'Max-Forwards: 70', 'From: <sip:c@127.0.0.1:41146>;tag=n1', `To: <sip:jitcast@127.0.0.1:${ROUTER_SIP}>`, 'Call-ID: no-server', 'CSeq: 1 INVITE', 'Contact: <sip:c@127.0.0.1:41146>', 'Content-Type: application/sdp', `Content-Length: ${sdp.length}`, '', sdp].join('\r\n'),
+        [`INVITE sip:jitcast@127.0.0.1:${ROUTER_SIP} SIP/2.0`, 'Via: SIP/2.0/UDP 127.0.0.1:22146;branch=z9hG4bKnone;rport', 'Max-Forwards: 70', 'From: <sip:c@127.0.0.1:22146>;tag=n1', `To: <sip:jitcast@127.0.0.1:${ROUTER_SIP}>`, 'Call-ID: no-server', 'CSeq: 1 INVITE', 'Contact: <sip:c@127.0.0.1:22146>', 'Content-Type: application/sdp', `Content-Length: ${sdp.length}`, '', sdp].join('\r\n'),
       ),
       ROUTER_SIP,
       '127.0.0.1',
@@ -276,7 +276,7 @@ describe('sip-router: one dial-in address, calls bound just-in-time across data 
     const ev = (await api('POST', '/api/events', { title: 'baresip via the front door' })).body;
     const wav = join(work, 'tone.wav');
     writeWav(wav, sine(1000, 60_000, 8000));
-    phone = startBaresip({ dir: join(work, 'baresip'), sipPort: 41170, consPort: 41173, rtpPorts: [41180, 41189], wav, dial: `sip:jitcast@127.0.0.1:${ROUTER_SIP}`, user: 'front-door-caller', maxSeconds: 60 });
+    phone = startBaresip({ dir: join(work, 'baresip'), sipPort: 22170, consPort: 22173, rtpPorts: [22180, 22189], wav, dial: `sip:jitcast@127.0.0.1:${ROUTER_SIP}`, user: 'front-door-caller', maxSeconds: 60 });
     const p = phone;
     const explain = (m: string) => `${m}\n--- baresip ---\n${p.output().slice(-3000)}`;
     await p.established().catch((err: Error) => assert.fail(explain(err.message)));

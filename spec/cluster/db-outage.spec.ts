@@ -1,6 +1,6 @@
 /**
  * Issue 5 "Asynchronous database", shown on a real node process (slot 3) in cluster mode: NATS, the
- * machine's Redis, and a PostgreSQL of the spec's own on port 45603 that the spec stops and starts
+ * machine's Redis, and a PostgreSQL of the spec's own on port 11603 that the spec stops and starts
  * (spec/support/postgres-instance.ts; the shared PostgreSQL is never touched).
  *
  * 1. PostgreSQL stopped: 1,000 reservations, 100 modifications and 100 cancellations (50 events get
@@ -49,7 +49,7 @@ describe('reporting DB outage and a killed node (slot 3)', { timeout: 120_000 },
   const all: string[] = [];
 
   before(async () => {
-    pg = await startPostgresInstance(45603);
+    pg = await startPostgresInstance(11603);
     cluster = await startCluster({
       name: 'db-outage',
       slot: SLOT,

@@ -5,7 +5,7 @@
  * stops both cleanly; a SIGKILLed supervisor takes its worker with it; a configuration error exits
  * once with 78 instead of looping; `JITCAST_SUPERVISE=0` runs the node in the CLI process.
  *
- * Ports: HTTP 39580, SIP 39560, RTP 39600-39649, encoders 39700-39749 (no other spec uses them).
+ * Ports: HTTP 19580, SIP 19560, RTP 19600-19649, encoders 19700-19749 (no other spec uses them).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNodeProcess, waitFor, type NodeUnderTest } from '../support/node-process.ts';
 
-const PORTS = { httpPort: 39580, sipPort: 39560, rtpPorts: '39600-39649', encoderPorts: '39700-39749' };
+const PORTS = { httpPort: 19580, sipPort: 19560, rtpPorts: '19600-19649', encoderPorts: '19700-19749' };
 /** The whole restart, from SIGKILL to the API answering with the old event. */
 const RESTART_BOUND_MS = 15_000;
 

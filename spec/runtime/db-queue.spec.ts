@@ -1,7 +1,7 @@
 /**
  * The cluster's reporting queue (runtime/db-queue.ts) against the machine's Redis (a namespace of
  * this run, purged after) and a PostgreSQL of the spec's own (spec/support/postgres-instance.ts,
- * port 45601), which the spec stops and starts: states coalesce and dedupe into one job per
+ * port 11601), which the spec stops and starts: states coalesce and dedupe into one job per
  * (event, version); with PostgreSQL down the jobs wait without using up attempts and land once it
  * is back; an older state never overwrites a newer row; jobs a closed worker held are taken by the
  * next one; the producer keeps states in memory while Redis is away and sends them when it returns.
@@ -80,7 +80,7 @@ describe('runtime/db-queue on Redis and PostgreSQL', { timeout: 90_000 }, () => 
   const closers: Array<() => Promise<unknown>> = [];
 
   before(async () => {
-    pgi = await startPostgresInstance(45601);
+    pgi = await startPostgresInstance(11601);
     reader = await openPostgres(pgi.url); // creates the schema
   });
   after(async () => {

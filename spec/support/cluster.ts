@@ -21,10 +21,14 @@
  * and `<dataDir>/live` of every node symlinks into one shared directory (a shared mount), for
  * specs that put content storage on several nodes: copying between storage centers is issue 4.
  *
- * Ports (the cluster specs' block, 45000-47999): each cluster takes a `slot` (0-5); node i (0-2)
- * of slot s gets HTTP 45080+3s+i, SIP 45060+3s+i, RTP 46000+50(3s+i)…+49, encoders
- * 47000+50(3s+i)…+49; sipp gets `sippPorts(slot)` (45100+16s…+11, four sipp processes at once).
- * Nodes may also be given explicit ports (the benchmarks use 48000-49999).
+ * Ports (the cluster specs' block, 11000-13999): each cluster takes a `slot` (0-5); node i (0-2)
+ * of slot s gets HTTP 11080+3s+i, SIP 11060+3s+i, RTP 12000+50(3s+i)…+49, encoders
+ * 13000+50(3s+i)…+49; sipp gets `sippPorts(slot)` (11100+16s…+11, four sipp processes at once).
+ * Nodes may also be given explicit ports (the benchmarks use 14000-15999).
+ *
+ * Every fixed port of the specs and benchmarks is below 32768: Linux gives out 32768-60999 as the
+ * source ports of outgoing connections (every Redis, NATS and PostgreSQL client here), so a fixed
+ * port in that range is sometimes taken already (a CI run once failed on EADDRINUSE for one).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -188,19 +192,19 @@ export function nodePorts(slot: number, index: number): { httpPort: number; sipP
   if (slot < 0 || slot > 5 || index < 0 || index > 2) throw new Error(`port slot ${slot} / node index ${index} out of range (slots 0-5, 3 nodes each)`);
   const k = slot * 3 + index;
   return {
-    httpPort: 45080 + k,
-    sipPort: 45060 + k,
-    rtpPorts: `${46000 + 50 * k}-${46000 + 50 * k + 49}`,
-    encoderPorts: `${47000 + 50 * k}-${47000 + 50 * k + 49}`,
+    httpPort: 11080 + k,
+    sipPort: 11060 + k,
+    rtpPorts: `${12000 + 50 * k}-${12000 + 50 * k + 49}`,
+    encoderPorts: `${13000 + 50 * k}-${13000 + 50 * k + 49}`,
   };
 }
 
 /**
- * sipp's ports in `slot` (45100+16·slot … +11): SIP ports base+0…3 and media ports base+4, +5,
+ * sipp's ports in `slot` (11100+16·slot … +11): SIP ports base+0…3 and media ports base+4, +5,
  * +8, +9, for up to four sipp processes at once (sipp binds its media port p and p+2: audio, video).
  */
 export function sippPorts(slot: number): { sip: (i: number) => number; media: (i: number) => number } {
-  const base = 45100 + 16 * slot;
+  const base = 11100 + 16 * slot;
   return {
     sip: (i) => base + (i % 4),
     media: (i) => base + 4 + [0, 1, 4, 5][i % 4]!,

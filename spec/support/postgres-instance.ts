@@ -1,7 +1,7 @@
 /**
  * A PostgreSQL server of the spec's own (initdb in a temp directory, run as user `postgres`), which
  * the spec may stop and start again: a database outage that touches no other spec. The machine's
- * shared PostgreSQL (127.0.0.1:5432) is never stopped. Ports 45600–45619 are this helper's.
+ * shared PostgreSQL (127.0.0.1:5432) is never stopped. Ports 11600–11619 are this helper's.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -39,7 +39,7 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
-/** initdb into a fresh temp directory and start the server on `port` (45600–45619). */
+/** initdb into a fresh temp directory and start the server on `port` (11600–11619). */
 export async function startPostgresInstance(port: number): Promise<PostgresInstance> {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'jitcast-pg-'));

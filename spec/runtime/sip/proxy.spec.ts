@@ -1,7 +1,7 @@
 /**
  * The front-door proxy over real UDP on 127.0.0.1: a raw UDP caller, the proxy, and jitcast's own
  * SipUserAgent as the voice servers (so the proxy is checked against a strict RFC 3261 UAS).
- * Ports: proxy 41060, voice servers 41061–41064, raw peers 41100–41119.
+ * Ports: proxy 17060, voice servers 17061–17064, raw peers 17100–17119.
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
@@ -13,15 +13,15 @@ import { SipUserAgent, type InboundCall } from '../../../runtime/sip/index.ts';
 import { retarget, SipProxy, uriHostPort, type ProxyRoutes, type ProxyTarget } from '../../../runtime/sip/proxy.ts';
 
 const HOST = '127.0.0.1';
-const PROXY_PORT = 41060;
+const PROXY_PORT = 17060;
 const TIMERS = { T1: 40, T2: 320, T4: 100 };
-let nextUaPort = 41061;
-let nextPeerPort = 41100;
+let nextUaPort = 17061;
+let nextPeerPort = 17100;
 const closers: Array<() => Promise<void> | void> = [];
 
 afterEach(async () => {
   await Promise.all(closers.splice(0).map((c) => c()));
-  nextUaPort = 41061;
+  nextUaPort = 17061;
 });
 
 /** Routes in a fixed order of preference; records what the proxy reports. */
@@ -182,7 +182,7 @@ describe('SipProxy (front door, RFC 3261 §16.11)', () => {
     assert.equal(retarget('sip:jitcast@10.0.0.1:5060;transport=udp', { host: '10.0.0.9', port: 5070 }), 'sip:jitcast@10.0.0.9:5070;transport=udp');
     assert.equal(retarget('sip:frontdoor.example.com', { host: '10.0.0.9', port: 5070 }), 'sip:10.0.0.9:5070');
     assert.equal(retarget('tel:+15551234;phone-context=x', { host: '10.0.0.9', port: 5070 }), 'sip:+15551234@10.0.0.9:5070');
-    assert.deepEqual(uriHostPort('sip:jitcast@127.0.0.1:41061'), { host: '127.0.0.1', port: 41061 });
+    assert.deepEqual(uriHostPort('sip:jitcast@127.0.0.1:17061'), { host: '127.0.0.1', port: 17061 });
     assert.deepEqual(uriHostPort('sip:host.example'), { host: 'host.example', port: 5060 });
   });
 
@@ -395,7 +395,7 @@ describe('SipProxy (front door, RFC 3261 §16.11)', () => {
     assert.equal((await c.response(200)).headers.get('CSeq'), '2 BYE');
     assert.equal(a.calls[0]!.state, 'terminated');
     // A Request-URI naming some other host is not relayed.
-    c.send(invite(c, { callId: 'relay-1', branch: 'z9hG4bKr1', method: 'BYE', toTag: 't', uri: 'sip:victim@127.0.0.1:41099' }));
+    c.send(invite(c, { callId: 'relay-1', branch: 'z9hG4bKr1', method: 'BYE', toTag: 't', uri: 'sip:victim@127.0.0.1:17099' }));
     await c.response(481);
   });
 });
