@@ -251,6 +251,30 @@ export function createContentStorageService(config: JitcastConfig, options: Cont
     announce(broker, eventId, logger);
   }
 
+  /**
+   * A new reservation's event-info.xml: claims the ID in the first center (StateConflictError when it
+   * is taken), then writes the versioned copy there and to the other centers, and announces it. The
+   * reservation's hot path: no read, no parse, no retention check (a new event has no streams).
+   */
+  async function createInfo(broker: ServiceBroker, info: EventInfo, logger: Logger): Promise<void> {
+    const eventId = requireEventId(info.eventId);
+    const xml = serializeEventInfo(info);
+    if (!(await primary.claimEvent(eventId))) throw new StateConflictError(`event ID ${eventId} is taken`, { eventId: 'taken' });
+    await locked(eventId, async () => {
+      lastStamp = nextStamp(lastStamp, now());
+      const versioned = withVersion(xml, { updatedMs: Date.parse(info.updatedAt) || 0, stamp: lastStamp, nodeId: broker.nodeID });
+      digestCache.delete(eventId);
+      try {
+        await primary.writeNewEventInfo(eventId, versioned);
+      } catch (err) {
+        await primary.releaseClaim(eventId);
+        throw err;
+      }
+      for (const c of centers.slice(1)) await c.writeEventInfoIfNewer(eventId, versioned);
+    });
+    announce(broker, eventId, logger);
+  }
+
   function announce(broker: ServiceBroker, eventId: string, logger: Logger): void {
     if (peersOf(broker).length === 0) return;
     broker.broadcast(STORAGE_CHANGED_EVENT, { eventId, nodeId: broker.nodeID } satisfies StorageChanged).catch((err: Error) => logger.warn(`change notice not sent [event:${eventId}] ${err.message}`));
@@ -440,6 +464,16 @@ export function createContentStorageService(config: JitcastConfig, options: Cont
           requireEventId(info.eventId);
           // Serializing validates the shape; the same versioned bytes go to every center, here and on every peer.
           await putInfo(this.broker, info, this.logger);
+          return { ok: true };
+        },
+      },
+
+      /** A new event's event-info.xml; 409 when its ID is taken here (the reservation draws another). */
+      createEventInfo: {
+        async handler(ctx: Context<{ info: EventInfo }>): Promise<{ ok: true }> {
+          const info = ctx.params?.info;
+          if (!info || typeof info !== 'object') throw new ValidationFailedError('info is required', { info: 'required' });
+          await createInfo(this.broker, info, this.logger);
           return { ok: true };
         },
       },

@@ -177,8 +177,8 @@ export async function requireOwnedEvent(ctx: Context<unknown, ApiMeta>, eventId:
   return (await ctx.call('event.get', { eventId: id, ...asViewer(ctx) })) as EventView;
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err as { code?: number })?.code === 404;
+function isConflict(err: unknown): boolean {
+  return (err as { code?: number })?.code === 409;
 }
 
 function withoutEventId(params: Record<string, unknown>): Record<string, unknown> {
@@ -188,15 +188,19 @@ function withoutEventId(params: Record<string, unknown>): Record<string, unknown
 
 /** The `reservation` service. */
 export function createReservationService(config: JitcastConfig): ServiceSchema {
-  /** Seven random digits → event ID, retried while content storage already knows the ID. */
-  async function mintEventId(ctx: Context): Promise<string> {
+  /**
+   * Draws seven random digits (→ an event ID with its check digit) and stores the event under it,
+   * durably: content storage claims the ID atomically and answers 409 when it is taken, and then
+   * another is drawn. One write, no lookup first (that cost a read and a NotFound per reservation).
+   */
+  async function storeNew(ctx: Context, build: (eventId: string) => EventInfo): Promise<EventInfo> {
     for (let attempt = 0; attempt < 10; attempt++) {
-      const eventId = makeEventId(String(randomInt(0, 10_000_000)).padStart(7, '0'));
+      const info = build(makeEventId(String(randomInt(0, 10_000_000)).padStart(7, '0')));
       try {
-        await storageOf(ctx.broker).getEventInfo(eventId);
+        await storageOf(ctx.broker).createEventInfo(info);
+        return info;
       } catch (err) {
-        if (isNotFound(err)) return eventId;
-        throw err;
+        if (!isConflict(err)) throw err;
       }
     }
     throw new NoCapacityError('could not find a free event ID after 10 tries');
@@ -211,30 +215,31 @@ export function createReservationService(config: JitcastConfig): ServiceSchema {
           const dto = validateDto(CreateReservationDto, ctx.params ?? {}, 'reservation');
           // The event belongs to the account that reserved it; calls from inside the cluster reserve as the operator.
           const account = viewerOf(ctx) ?? OPERATOR_ACCOUNT;
-          const eventId = await mintEventId(ctx);
           const now = new Date().toISOString();
-          const attendeeToken = signToken(config.secret, {
-            e: eventId,
-            r: 'attendee',
-            ...(dto.password !== undefined ? { p: passwordProof(config.secret, eventId, dto.password) } : {}),
-          });
-          const hostToken = signToken(config.secret, { e: eventId, r: 'host' });
-          const info: EventInfo = {
-            eventId,
-            title: dto.title,
-            format: dto.format ?? 'hls',
-            ...(dto.startsAt !== undefined ? { startsAt: new Date(dto.startsAt).toISOString() } : {}),
-            createdAt: now,
-            updatedAt: now,
-            archiveDays: dto.archiveDays ?? 30,
-            hasPassword: dto.password !== undefined,
-            attendeeUrl: `${config.publicUrl}/e/${attendeeToken}`,
-            hostUrl: `${config.publicUrl}/e/${hostToken}`,
-            status: 'reserved',
-            account,
-          };
           // Durable first: once event-info.xml is stored the reservation survives any node.
-          await storageOf(this.broker).putEventInfo(info);
+          const info = await storeNew(ctx, (eventId) => {
+            const attendeeToken = signToken(config.secret, {
+              e: eventId,
+              r: 'attendee',
+              ...(dto.password !== undefined ? { p: passwordProof(config.secret, eventId, dto.password) } : {}),
+            });
+            const hostToken = signToken(config.secret, { e: eventId, r: 'host' });
+            return {
+              eventId,
+              title: dto.title,
+              format: dto.format ?? 'hls',
+              ...(dto.startsAt !== undefined ? { startsAt: new Date(dto.startsAt).toISOString() } : {}),
+              createdAt: now,
+              updatedAt: now,
+              archiveDays: dto.archiveDays ?? 30,
+              hasPassword: dto.password !== undefined,
+              attendeeUrl: `${config.publicUrl}/e/${attendeeToken}`,
+              hostUrl: `${config.publicUrl}/e/${hostToken}`,
+              status: 'reserved',
+              account,
+            };
+          });
+          const eventId = info.eventId;
           const registered = (await ctx.call('event.register', { info })) as EventInfo;
           this.logger.info(`reserved [event:${eventId} account:${account} key:${ctx.meta.apiKey ?? '-'}]`);
           return { ...registered, pin: pinFor(config.secret, eventId), streams: [], callers: 0 };

@@ -21,7 +21,7 @@
  * figures are the saturation rate and the latency at that rate; p99 is wrk's over all requests of
  * the run. Both servers and wrk share the machine's 2 cores.
  *
- * Ports 45620 (nginx) and 45621 (jitcast); traffic stays on 127.0.0.1.
+ * Ports 11620 (nginx) and 11621 (jitcast); traffic stays on 127.0.0.1.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -31,8 +31,8 @@ import { randomBytes } from 'node:crypto';
 import { cpuPercent, sampleTree, waitQuiet } from './support/proc.ts';
 import { fmt, type BenchOptions, type BenchResult, type Row } from './support/report.ts';
 
-const NGINX_PORT = 45620;
-const NODE_PORT = 45621;
+const NGINX_PORT = 11620;
+const NODE_PORT = 11621;
 const SECRET = 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 const EVENT = '12345674';
 const STREAM = `${EVENT}-bench-node-10002-loyw3v28`;

@@ -123,6 +123,15 @@ export class StorageClient {
     return [...all].sort();
   }
 
+  /**
+   * Stores a new event's event-info on one storage node, which claims the ID there first (409
+   * StateConflictError when it is taken: draw another) and replicates it to the others; the next node
+   * if one fails.
+   */
+  async createEventInfo(info: EventInfo): Promise<void> {
+    await this.#first('content-storage.createEventInfo', { info }, WRITE_TIMEOUT_MS, false);
+  }
+
   /** Stores event-info on one storage node, which replicates it to the others; the next node if one fails. */
   async putEventInfo(info: EventInfo): Promise<void> {
     await this.#first('content-storage.putEventInfo', { info }, WRITE_TIMEOUT_MS, false);

@@ -93,6 +93,37 @@ export class ContentStorage {
     await this.atomicWrite(join(dir, EVENT_INFO_FILE), Buffer.from(xml, 'utf8'));
   }
 
+  /**
+   * Claims a new event's ID here by making `<root>/<eventId>`; false when it exists already (an event,
+   * or what is left of one). mkdir is atomic, so of two reservations that drew the same ID only one
+   * wins, and a claim costs one system call where a lookup that misses costs a thrown ENOENT.
+   */
+  async claimEvent(eventId: string): Promise<boolean> {
+    const dir = this.eventDir(eventId);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.mkdir(dir);
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return false;
+        // A fresh storage root: make it, then claim again.
+        if (code !== 'ENOENT' || attempt > 0) throw err;
+        await fs.mkdir(this.root, { recursive: true });
+      }
+    }
+  }
+
+  /** Gives a claim back (its event-info.xml could not be written), so the ID is not lost for nothing. */
+  async releaseClaim(eventId: string): Promise<void> {
+    await fs.rmdir(this.eventDir(eventId)).catch(() => undefined);
+  }
+
+  /** Writes event-info.xml into a directory `claimEvent` just made: no lookup, no mkdir. */
+  async writeNewEventInfo(eventId: string, xml: string): Promise<void> {
+    await this.atomicWrite(join(this.eventDir(eventId), EVENT_INFO_FILE), Buffer.from(xml, 'utf8'));
+  }
+
   /** event-info.xml as text, or undefined when the event has none here. */
   async readEventInfo(eventId: string): Promise<string | undefined> {
     try {

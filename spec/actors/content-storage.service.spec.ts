@@ -6,7 +6,8 @@ import type { ServiceBroker } from 'moleculer';
 import { createContentStorageService } from '../../actors/content-storage.service.ts';
 import { createBroker } from '../../runtime/broker.ts';
 import type { BeginStreamResult, EventInfo } from '../../runtime/contracts.ts';
-import { NotFoundError, ValidationFailedError } from '../../runtime/errors.ts';
+import { NotFoundError, StateConflictError, ValidationFailedError } from '../../runtime/errors.ts';
+import { compareVersions, parseVersion } from '../../core/replication.ts';
 import { testConfig } from '../support/config.ts';
 import { EVENT_ID, STREAM_ID, sampleInfo, writeLiveDir } from '../support/event-plane.ts';
 
@@ -33,6 +34,47 @@ describe('content-storage actor', () => {
     const back = await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID });
     assert.equal(back.title, info.title);
     assert.equal(back.status, 'reserved');
+  });
+
+  it('createEventInfo() claims the ID and writes a versioned event-info.xml into every center; a later putEventInfo() versions above it', async () => {
+    const { config, broker } = await start({ storageCenters: 'dc1,dc2' });
+    const info = sampleInfo({ archive: undefined });
+    assert.deepEqual(await broker.call('content-storage.createEventInfo', { info }), { ok: true });
+    const xml = (c: string) => readFileSync(join(config.dataDir, 'storage', c, EVENT_ID, 'event-info.xml'), 'utf8');
+    assert.equal(xml('dc1'), xml('dc2'));
+    const created = parseVersion(xml('dc1'));
+    assert.ok(created, 'the copy carries a version');
+    assert.equal(created.nodeId, broker.nodeID);
+    assert.equal((await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID })).title, info.title);
+    await broker.call('content-storage.putEventInfo', { info: { ...info, title: 'Renamed' } });
+    assert.ok(compareVersions(parseVersion(xml('dc1')), created) > 0);
+    assert.equal((await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID })).title, 'Renamed');
+  });
+
+  it('createEventInfo() refuses an ID that is taken, by an event or by what is left of one, with 409 and leaves the stored copy alone', async () => {
+    const { config, broker } = await start();
+    await broker.call('content-storage.createEventInfo', { info: sampleInfo({ title: 'First' }) });
+    await assert.rejects(broker.call('content-storage.createEventInfo', { info: sampleInfo({ title: 'Second' }) }), StateConflictError);
+    assert.equal((await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID })).title, 'First');
+    mkdirSync(join(config.dataDir, 'storage', 'dc1', '12345682'), { recursive: true });
+    await assert.rejects(broker.call('content-storage.createEventInfo', { info: sampleInfo({ eventId: '12345682' }) }), StateConflictError);
+  });
+
+  it('createEventInfo(): of 20 concurrent creates of one ID exactly one wins', async () => {
+    const { broker } = await start();
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => broker.call('content-storage.createEventInfo', { info: sampleInfo({ title: `racer ${i}` }) })),
+    );
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    assert.equal(won.length, 1);
+    for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof StateConflictError, String(r.reason));
+    assert.equal((await broker.call<EventInfo, object>('content-storage.getEventInfo', { eventId: EVENT_ID })).title, `racer ${won[0]}`);
+  });
+
+  it('createEventInfo() with a path as event ID is refused with ValidationFailedError and makes no directory', async () => {
+    const { config, broker } = await start();
+    await assert.rejects(broker.call('content-storage.createEventInfo', { info: sampleInfo({ eventId: '../../x' }) }), ValidationFailedError);
+    assert.deepEqual(existsSync(join(config.dataDir, 'storage', 'dc1')) ? readdirSync(join(config.dataDir, 'storage', 'dc1')) : [], []);
   });
 
   it('getEventInfo() reads from the next center when the first lacks the event', async () => {

@@ -242,7 +242,7 @@ describe('event and monitoring actors through a Redis outage', { timeout: 60_000
   const streamB = `${eventId}-spec-node-10004-lq0abd`;
 
   before(async () => {
-    redis = await startPrivateRedis(44087);
+    redis = await startPrivateRedis(11647);
     const dataDir = mkdtempSync(join(tmpdir(), 'jitcast-spec-outage-'));
     const base = { namespace: ns, natsUrl: SPEC_NATS_URL, redisUrl: redis.url, dataDir, archiveTimeoutS: '30', heartbeatS: '1', heartbeatTimeoutS: '3', logLevel: LOG };
     node = await startNode({ ...base, nodeId: `${ns}-n` });

@@ -18,8 +18,8 @@ const config = testConfig({ httpPort: String(PORT) });
 /** Everything the fakes saw, in order. */
 const calls: Array<{ action: string; params: any; apiKey?: unknown }> = [];
 const events = new Map<string, EventInfo>();
-/** Event IDs content storage claims to hold already (to force a retry of the minting). */
-let takenLookups = 0;
+/** How many of the next new event IDs content storage answers as taken (to force a new draw). */
+let takenClaims = 0;
 
 function record(action: string, ctx: Context<any, any>) {
   calls.push({ action, params: ctx.params, apiKey: ctx.meta.apiKey });
@@ -28,17 +28,13 @@ function record(action: string, ctx: Context<any, any>) {
 const fakeContentStorage: ServiceSchema = {
   name: 'content-storage',
   actions: {
-    putEventInfo(ctx: Context<{ info: EventInfo }>) {
-      record('content-storage.putEventInfo', ctx);
-      return { ok: true };
-    },
-    getEventInfo(ctx: Context<{ eventId: string }>) {
-      record('content-storage.getEventInfo', ctx);
-      if (takenLookups > 0) {
-        takenLookups--;
-        return { eventId: ctx.params.eventId };
+    createEventInfo(ctx: Context<{ info: EventInfo }>) {
+      record('content-storage.createEventInfo', ctx);
+      if (takenClaims > 0) {
+        takenClaims--;
+        throw new StateConflictError(`event ID ${ctx.params.info.eventId} is taken`, { eventId: 'taken' });
       }
-      throw new NotFoundError(`no event ${ctx.params.eventId}`);
+      return { ok: true };
     },
   },
 };
@@ -109,7 +105,7 @@ describe('actors/reservation', () => {
   after(() => broker.stop());
   beforeEach(() => {
     calls.length = 0;
-    takenLookups = 0;
+    takenClaims = 0;
   });
 
   async function reserve(body: Record<string, unknown> = { title: 'Town hall' }): Promise<EventView & { pin: string }> {
@@ -145,9 +141,9 @@ describe('actors/reservation', () => {
 
     it('create stores event-info in content storage before it registers with the event actor', async () => {
       const v = await reserve();
-      const order = calls.map((c) => c.action).filter((a) => a !== 'content-storage.getEventInfo');
-      assert.deepEqual(order, ['content-storage.putEventInfo', 'event.register']);
-      const put = calls.find((c) => c.action === 'content-storage.putEventInfo')!;
+      const order = calls.map((c) => c.action);
+      assert.deepEqual(order, ['content-storage.createEventInfo', 'event.register'], 'one storage call: no lookup before the write');
+      const put = calls.find((c) => c.action === 'content-storage.createEventInfo')!;
       assert.equal(put.params.info.eventId, v.eventId);
       assert.equal(put.params.info.pin, undefined, 'the PIN is never stored');
       const reg = calls.find((c) => c.action === 'event.register')!;
@@ -161,12 +157,24 @@ describe('actors/reservation', () => {
       assert.notEqual(reg.apiKey, KEY);
     });
 
-    it('create retries the event ID while content storage already holds one', async () => {
-      takenLookups = 2;
+    it('create draws another event ID while content storage answers that the drawn one is taken (409)', async () => {
+      takenClaims = 2;
       const v = await reserve();
-      const lookups = calls.filter((c) => c.action === 'content-storage.getEventInfo');
-      assert.equal(lookups.length, 3);
-      assert.equal(lookups[2]!.params.eventId, v.eventId);
+      const claims = calls.filter((c) => c.action === 'content-storage.createEventInfo');
+      assert.equal(claims.length, 3);
+      assert.equal(new Set(claims.map((c) => c.params.info.eventId)).size, 3, 'a new ID each time');
+      assert.equal(claims[2]!.params.info.eventId, v.eventId);
+      const reg = calls.find((c) => c.action === 'event.register')!;
+      assert.equal(reg.params.info.eventId, v.eventId);
+      assert.equal(verifyToken(config.secret, v.attendeeUrl.split('/e/')[1]!, Date.now() / 1000).e, v.eventId, 'the links are signed for the ID that was stored');
+      assert.equal(verifyToken(config.secret, v.hostUrl.split('/e/')[1]!, Date.now() / 1000).e, v.eventId);
+    });
+
+    it('create answers 503 after ten taken IDs in a row, and registers nothing', async () => {
+      takenClaims = 10;
+      const r = await api('POST', '/api/events', { title: 'Unlucky' });
+      assert.equal(r.status, 503);
+      assert.equal(calls.filter((c) => c.action === 'event.register').length, 0);
     });
 
     it('create without a password gives an attendee token without a password proof', async () => {
@@ -213,7 +221,7 @@ describe('actors/reservation', () => {
         assert.equal(r.json.error.code, 'VALIDATION_FAILED');
         assert.ok(r.json.error.fields[field], `fields names ${field}: ${r.text}`);
         assert.match(r.json.error.message, new RegExp(field));
-        assert.equal(calls.filter((c) => c.action === 'content-storage.putEventInfo').length, 0, 'nothing is stored');
+        assert.equal(calls.filter((c) => c.action === 'content-storage.createEventInfo').length, 0, 'nothing is stored');
       });
     }
 

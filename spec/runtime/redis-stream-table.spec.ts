@@ -135,7 +135,7 @@ describe('RedisStreamTable when Redis is away', () => {
   let redis: PrivateRedis;
   const outageNs = specNamespace('streams-outage');
   before(async () => {
-    redis = await startPrivateRedis(44088);
+    redis = await startPrivateRedis(11648);
   });
   after(async () => {
     await redis?.kill();
@@ -177,7 +177,7 @@ describe('RedisStreamTable when Redis is away', () => {
   it('a table whose Redis never answered works from memory and never throws', async () => {
     const logger = new CapturingLogger();
     const { createRedis } = await import('../../runtime/redis.ts');
-    const conn = createRedis({ url: 'redis://127.0.0.1:44089', namespace: outageNs, name: 'nowhere', logger });
+    const conn = createRedis({ url: 'redis://127.0.0.1:11649', namespace: outageNs, name: 'nowhere', logger });
     open.push(conn);
     conn.connect();
     const t = new RedisStreamTable(conn, TIMEOUT_MS, logger);

@@ -244,6 +244,12 @@ export function availableNodeIds(status: any): string[] {
   return (status?.nodes ?? []).filter((n: any) => n.available !== false).map((n: any) => String(n.id));
 }
 
+/** `NODE_PROF_DIR=<dir>`: each node writes a V8 CPU profile there when it exits (for benchmarks; Node refuses --cpu-prof in NODE_OPTIONS). */
+function profileArgs(): string[] {
+  const dir = process.env.NODE_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(dir)}`] : [];
+}
+
 function spawnNode(spec: ClusterNode['spec'], o: { namespace: string; dataDir: string; env: Record<string, string>; postgres: boolean; redis: boolean }): ClusterNode {
   const args = [
     'bin/jitcast.js', 'node',
@@ -275,7 +281,7 @@ function spawnNode(spec: ClusterNode['spec'], o: { namespace: string; dataDir: s
     if (k.startsWith('JITCAST_') && !(k in (o.env ?? {})) && !(k in (spec.env ?? {})) && !['JITCAST_SECRET', 'JITCAST_API_KEYS', 'JITCAST_LOG_LEVEL'].includes(k)) delete env[k];
   }
   // Its own process group: kill9 takes the node and its ffmpeg children down together.
-  const proc = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawn(process.execPath, [...profileArgs(), ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   live.add(proc);
   let out = '';
   // Everything the node prints goes to <dataDir>/node.log as it comes (appended across restarts).

@@ -11,10 +11,11 @@ import { createBroker } from '../../runtime/broker.ts';
 import type { EventInfo } from '../../runtime/contracts.ts';
 import { NotFoundError } from '../../runtime/errors.ts';
 
-/** Content storage that accepts every event info and has none stored (so every minted ID is free). */
+/** Content storage that accepts every event info and has none stored (so every drawn ID is free). */
 export const fakeContentStorage: ServiceSchema = {
   name: 'content-storage',
   actions: {
+    createEventInfo: () => ({ ok: true }),
     putEventInfo: () => ({ ok: true }),
     getEventInfo(ctx: Context<{ eventId: string }>) {
       throw new NotFoundError(`no event ${ctx.params.eventId}`);

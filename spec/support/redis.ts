@@ -102,7 +102,7 @@ export interface PrivateRedis {
   start(): Promise<void>;
 }
 
-/** Starts a private redis-server on `port` (44080–44089 are this project's spec ports). */
+/** Starts a private redis-server on `port` (11630–11649 are this project's spec ports). */
 export async function startPrivateRedis(port: number): Promise<PrivateRedis> {
   // DEBUG SLEEP lets a spec make Redis hang (Redis 7 refuses DEBUG unless enabled).
   const debug = ['--enable-debug-command', 'yes'];
