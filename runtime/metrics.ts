@@ -73,7 +73,7 @@ export class GatewayMetrics {
       pool: gauge('jitcast_pool_members', 'Assets in each pool by health: healthy ones take work, evicted ones do not (cluster-wide).', ['pool', 'state']),
       ports: gauge('jitcast_voice_ports', 'RTP ports of each voice server by state (cluster-wide).', ['node', 'state']),
       archive: gauge('jitcast_archive_jobs', 'Archive jobs in the BullMQ queue by state (cluster mode).', ['state']),
-      dbJobs: gauge('jitcast_db_queue_jobs', 'Reporting DB writes in the BullMQ queue by state (cluster mode).', ['state']),
+      dbJobs: gauge('jitcast_db_queue_jobs', 'Reporting DB jobs in the BullMQ queue by state (cluster mode; a job carries the event states of one flush, up to 500).', ['state']),
       dbDepth: gauge('jitcast_db_queue_depth', 'Reporting DB writes waiting in memory, by queue (events: this process; usage: the usage actor that answered).', ['queue']),
       up: gauge('jitcast_scrape_source_up', 'Whether each source answered this scrape (1) or not (0).', ['source']),
     };

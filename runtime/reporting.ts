@@ -5,8 +5,9 @@
  * latest; `version` in the upsert keeps an older state from overwriting a newer one.
  *
  * This writer serves embedded mode (PGlite) and a single node on PostgreSQL without Redis. A cluster
- * (PostgreSQL and Redis) queues the same upserts as BullMQ jobs instead (runtime/db-queue.ts), so a
- * node that dies keeps nothing of them in memory. Both take versions from one `VersionClock`.
+ * (PostgreSQL and Redis) queues the states as BullMQ jobs instead (runtime/db-queue.ts), so a node
+ * that dies keeps nothing of them in memory; its worker writes a job's states with one multi-row
+ * upsert (UPSERT_EVENTS_SQL). Both take versions from one `VersionClock`.
  */
 import type { EventInfo } from './contracts.ts';
 import { CoalescingWriter } from './coalescing-writer.ts';
@@ -65,16 +66,12 @@ export function versionOf(info: EventInfo): number {
   return (Number.isFinite(stamp) ? stamp : Date.now()) * 1000;
 }
 
-interface Pending {
-  info: EventInfo;
-  version: number;
-}
+/** Columns every event upsert writes, in the order of `upsertParams`. */
+const EVENT_COLUMNS = `event_id, title, format, status, starts_at, created_at, updated_at, archive_days,
+                      has_password, live_at, ended_at, archive, archive_error, version, account`;
 
-/** Upsert of one event state; the WHERE keeps a newer row from being overwritten by an older state. */
-export const UPSERT_EVENT_SQL = `
-  INSERT INTO events (event_id, title, format, status, starts_at, created_at, updated_at, archive_days,
-                      has_password, live_at, ended_at, archive, archive_error, version, account)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15)
+/** What an upsert does to an existing row; the WHERE keeps a newer row from being overwritten by an older state. */
+const ON_EVENT_CONFLICT = `
   ON CONFLICT (event_id) DO UPDATE SET
     title = EXCLUDED.title, format = EXCLUDED.format, status = EXCLUDED.status, starts_at = EXCLUDED.starts_at,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, archive_days = EXCLUDED.archive_days,
@@ -82,6 +79,24 @@ export const UPSERT_EVENT_SQL = `
     archive = EXCLUDED.archive, archive_error = EXCLUDED.archive_error, version = EXCLUDED.version,
     account = EXCLUDED.account
   WHERE events.version < EXCLUDED.version`;
+
+/** Upsert of one event state; the WHERE keeps a newer row from being overwritten by an older state. */
+export const UPSERT_EVENT_SQL = `
+  INSERT INTO events (${EVENT_COLUMNS})
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15)${ON_EVENT_CONFLICT}`;
+
+/**
+ * Upsert of many event states in one statement (one round trip, one commit): parameter $n is the
+ * array of column n of UPSERT_EVENT_SQL, one element per row, and unnest() zips them back into rows.
+ * Same version guard. PostgreSQL refuses a statement whose ON CONFLICT DO UPDATE meets one key twice
+ * ("cannot affect row a second time"), so the rows must name distinct events: `upsertManyParams` keeps
+ * the latest state of each.
+ */
+export const UPSERT_EVENTS_SQL = `
+  INSERT INTO events (${EVENT_COLUMNS})
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                       $7::timestamptz[], $8::integer[], $9::boolean[], $10::timestamptz[], $11::timestamptz[],
+                       $12::jsonb[], $13::text[], $14::bigint[], $15::text[])${ON_EVENT_CONFLICT}`;
 
 /** The parameters of UPSERT_EVENT_SQL for one state. */
 export function upsertParams(info: EventInfo, version: number): unknown[] {
@@ -92,6 +107,36 @@ export function upsertParams(info: EventInfo, version: number): unknown[] {
     // Migration 2 (accounts); event-info written before accounts is the operator's.
     info.account ?? 'operator',
   ];
+}
+
+/** An event state and the version it is written at. */
+export interface VersionedState {
+  info: EventInfo;
+  version: number;
+}
+
+/**
+ * The latest state of each event among `states` (a later one wins a tie), ordered by event ID. The
+ * order matters beyond tidiness: two multi-row upserts that lock the same rows in the same order wait
+ * for each other instead of deadlocking.
+ */
+export function latestPerEvent<T extends VersionedState>(states: readonly T[]): T[] {
+  const latest = new Map<string, T>();
+  for (const s of states) {
+    const known = latest.get(s.info.eventId);
+    if (!known || known.version <= s.version) latest.set(s.info.eventId, s);
+  }
+  return [...latest.values()].sort((a, b) => (a.info.eventId < b.info.eventId ? -1 : a.info.eventId > b.info.eventId ? 1 : 0));
+}
+
+/** The parameters of UPSERT_EVENTS_SQL: the latest state of each event, as one array per column. */
+export function upsertManyParams(states: readonly VersionedState[]): unknown[][] {
+  const columns: unknown[][] = Array.from({ length: 15 }, () => []);
+  for (const { info, version } of latestPerEvent(states)) {
+    const row = upsertParams(info, version);
+    for (let c = 0; c < columns.length; c++) columns[c]!.push(row[c]);
+  }
+  return columns;
 }
 
 /** Writers open in this process, for the DB queue depth metric (runtime/metrics.ts). */
@@ -107,13 +152,13 @@ export function pendingCount(): number {
 /** Asynchronous, ordered, retrying writer of event states into the reporting database. */
 export class ReportingWriter implements ReportingSink {
   readonly #logger?: DbLogger;
-  readonly #writer: CoalescingWriter<Pending>;
+  readonly #writer: CoalescingWriter<VersionedState>;
   readonly #clock = new VersionClock();
 
   constructor(openDb: () => Promise<Db>, logger?: DbLogger, options: ReportingOptions = {}) {
     openWriters.add(this);
     this.#logger = logger;
-    this.#writer = new CoalescingWriter<Pending>({
+    this.#writer = new CoalescingWriter<VersionedState>({
       write: (db, _eventId, entry) => db.query(UPSERT_EVENT_SQL, upsertParams(entry.info, entry.version)),
       openDb,
       logger,

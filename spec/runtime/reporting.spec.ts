@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openPglite, openPostgres, type Db, type PgliteDb } from '../../runtime/db.ts';
-import { ReportingWriter, UPSERT_EVENT_SQL, upsertParams } from '../../runtime/reporting.ts';
+import { ReportingWriter, UPSERT_EVENT_SQL, UPSERT_EVENTS_SQL, latestPerEvent, upsertManyParams, upsertParams } from '../../runtime/reporting.ts';
 import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
 import { reconcileOnce } from '../../runtime/reconcile.ts';
 
@@ -32,6 +32,74 @@ function counting(db: Db, counter: { upserts: number }): Db {
     },
     close: () => db.close(),
   };
+}
+
+const v = (at: string, bump = 0) => Date.parse(at) * 1000 + bump;
+
+describe('runtime/reporting multi-row upsert parameters', () => {
+  it('latestPerEvent() keeps the highest version of each event (the later of a tie), ordered by event ID', () => {
+    const at = '2026-01-05T00:00:00.000Z';
+    const states = [
+      { info: info('10000207', 'live', at), version: v(at, 2) },
+      { info: info('10000108', 'reserved', at), version: v(at) },
+      { info: info('10000207', 'reserved', at), version: v(at, 1) },
+      { info: info('10000108', 'live', at), version: v(at) },
+      { info: info('10000009', 'ended', at), version: v(at, 5) },
+    ];
+    assert.deepEqual(latestPerEvent(states).map((s) => [s.info.eventId, s.info.status, s.version]), [
+      ['10000009', 'ended', v(at, 5)], ['10000108', 'live', v(at)], ['10000207', 'live', v(at, 2)],
+    ]);
+    assert.deepEqual(latestPerEvent([]), []);
+  });
+
+  it('upsertManyParams() is upsertParams() column by column, one element per event', () => {
+    const a = info('10000009', 'live', '2026-01-05T00:00:00.000Z');
+    const b = { ...info('10000108', 'archived', '2026-01-05T00:00:01.000Z'), archive: [{ streamId: 's1', start: 0, end: 1 }], account: 'acme' };
+    const cols = upsertManyParams([{ info: b, version: 2 }, { info: a, version: 1 }, { info: a, version: 0 }]);
+    const rows = [upsertParams(a, 1), upsertParams(b, 2)];
+    assert.equal(cols.length, rows[0]!.length);
+    cols.forEach((col, c) => assert.deepEqual(col, rows.map((r) => r[c]), `column ${c + 1}`));
+  });
+});
+
+/**
+ * UPSERT_EVENTS_SQL on `db`: awkward values survive the array parameters, an event named twice is
+ * one row at its latest version, and the version guard holds against rows already there.
+ */
+async function checkMultiRowUpsert(db: Db, prefix: string): Promise<void> {
+  const id = (n: number) => `${prefix}${n}`;
+  const at = '2026-01-06T00:00:00.000Z';
+  const awkward = { ...info(id(1), 'archived', at, `a "quoted", {braced} \\ back\\slashed, NULL, ünïcode title`), startsAt: undefined, archive: [{ streamId: 's "1"', start: 0, end: 12.5 }], archiveError: 'x,y', account: 'acme' };
+  const newer = info(id(2), 'ended', '2026-01-06T00:00:09.000Z');
+  await db.query(UPSERT_EVENT_SQL, upsertParams(newer, v(newer.updatedAt))); // already there, newer than the batch's state
+  const older = info(id(3), 'reserved', '2026-01-06T00:00:00.000Z');
+  await db.query(UPSERT_EVENT_SQL, upsertParams(older, v(older.updatedAt))); // already there, older than the batch's state
+  const states = [
+    { info: awkward, version: v(at) },
+    { info: info(id(2), 'live', '2026-01-06T00:00:01.000Z'), version: v('2026-01-06T00:00:01.000Z') },
+    { info: info(id(3), 'live', '2026-01-06T00:00:01.000Z', 'first'), version: v('2026-01-06T00:00:01.000Z') },
+    { info: info(id(3), 'cancelled', '2026-01-06T00:00:02.000Z', 'second'), version: v('2026-01-06T00:00:02.000Z') },
+    { info: info(id(4), 'reserved', at), version: v(at) },
+  ];
+  await db.query(UPSERT_EVENTS_SQL, upsertManyParams(states));
+  const rows = await db.query<Row & { title: string; starts_at: unknown; archive_error: string | null; account: string; updated_at: Date | string }>(
+    `SELECT event_id, status, title, version::text AS version, archive, starts_at, archive_error, account, updated_at FROM events WHERE event_id LIKE $1 ORDER BY event_id`, [`${prefix}%`],
+  );
+  assert.deepEqual(rows.map((r) => [r.event_id, r.status, String(r.version)]), [
+    [id(1), 'archived', String(v(at))],
+    [id(2), 'ended', String(v(newer.updatedAt))],
+    [id(3), 'cancelled', String(v('2026-01-06T00:00:02.000Z'))],
+    [id(4), 'reserved', String(v(at))],
+  ]);
+  const r1 = rows[0]!;
+  assert.equal(r1.title, awkward.title);
+  assert.deepEqual(r1.archive, awkward.archive);
+  assert.equal(r1.starts_at, null);
+  assert.equal(r1.archive_error, 'x,y');
+  assert.equal(r1.account, 'acme');
+  assert.equal(new Date(r1.updated_at).getTime(), Date.parse(at));
+  assert.equal(rows[3]!.account, 'operator');
+  assert.deepEqual(await db.query(UPSERT_EVENTS_SQL, upsertManyParams([])), [], 'an empty batch is a valid statement');
 }
 
 describe('runtime/reporting ReportingWriter on PGlite', () => {
@@ -79,6 +147,10 @@ describe('runtime/reporting ReportingWriter on PGlite', () => {
     const rows = await reader.query<Row>(`SELECT status FROM events WHERE event_id = '10000033'`);
     assert.equal(rows[0]!.status, 'ended');
     await w.close();
+  });
+
+  it('UPSERT_EVENTS_SQL writes one row per event at its latest version, values intact, version guard held', async () => {
+    await checkMultiRowUpsert(reader, '1100000');
   });
 
   it('archive fragments are stored as jsonb', async () => {
@@ -208,6 +280,15 @@ describe('runtime/reporting ReportingWriter on PostgreSQL', () => {
     } finally {
       await reader.close();
       await w.close();
+    }
+  });
+
+  it('UPSERT_EVENTS_SQL writes one row per event at its latest version, values intact, version guard held', async () => {
+    const db = await openPostgres(goodUrl);
+    try {
+      await checkMultiRowUpsert(db, '2100000');
+    } finally {
+      await db.close();
     }
   });
 
