@@ -32,6 +32,9 @@ export interface ReportingSink {
   depth?(): number;
 }
 
+/** Events a VersionClock remembers before it first prunes. */
+const MIN_PRUNE_AT = 10_000;
+
 /**
  * Versions of event states: the microseconds of `updatedAt`, so states written by different nodes
  * order by when they changed (every change sets `updatedAt`), and reconciliation derives the same
@@ -41,15 +44,27 @@ export interface ReportingSink {
 export class VersionClock {
   // Last version handed out per event, so two states in the same millisecond still order.
   readonly #last = new Map<string, number>();
+  /** Size at which the next prune runs: doubles past what a prune leaves, so pruning stays O(1) amortized. */
+  #pruneAt = MIN_PRUNE_AT;
+  /** Prune passes so far (each scans every entry). */
+  prunes = 0;
+
+  /** Events the clock remembers. */
+  get size(): number {
+    return this.#last.size;
+  }
 
   /** The version of `info`, above any this clock gave the event before. */
   next(info: EventInfo, keep?: (eventId: string) => boolean): number {
     const version = Math.max(versionOf(info), (this.#last.get(info.eventId) ?? 0) + 1);
     this.#last.set(info.eventId, version);
-    if (this.#last.size > 10_000) {
+    if (this.#last.size > this.#pruneAt) {
       // Only collisions within the same millisecond need the memory; forget anything a minute old.
+      // Under a burst every entry is younger than that: without the doubling, each call would scan them all.
       const horizon = (Date.now() - 60_000) * 1000;
       for (const [id, v] of this.#last) if (v < horizon && !keep?.(id)) this.#last.delete(id);
+      this.prunes++;
+      this.#pruneAt = Math.max(MIN_PRUNE_AT, 2 * this.#last.size);
     }
     return version;
   }

@@ -21,6 +21,7 @@ import {
 } from '../../runtime/db-queue.ts';
 import type { EventInfo, EventStatus } from '../../runtime/contracts.ts';
 import { VersionClock } from '../../runtime/reporting.ts';
+import { makeEventId } from '../../codecs/ids.ts';
 import { CapturingLogger, purgeNamespace, SPEC_REDIS_URL, specNamespace, startPrivateRedis } from '../support/redis.ts';
 import { startPostgresInstance, type PostgresInstance } from '../support/postgres-instance.ts';
 import { waitFor } from '../support/wait.ts';
@@ -95,6 +96,21 @@ describe('runtime/reporting VersionClock', () => {
     assert.equal(c.next(info('41000011', 'reserved', at)), base, 'per event');
     c.saw('41000011', base + 5);
     assert.equal(c.next(info('41000011', 'live', at)), base + 6, 'a version given from outside raises the floor');
+  });
+
+  test('next() forgets events a minute old once it remembers more than 10,000, and a burst of fresh ones costs a few prunes, not one per call', () => {
+    const c = new VersionClock();
+    const old = new Date(Date.now() - 120_000).toISOString();
+    const fresh = new Date().toISOString();
+    const id = (i: number) => makeEventId(String(i).padStart(7, '0'));
+    for (let i = 0; i < 10_000; i++) c.next(info(id(i), 'reserved', old));
+    assert.equal(c.prunes, 0);
+    c.next(info(id(10_000), 'reserved', fresh), (e) => e === id(5));
+    assert.equal(c.prunes, 1);
+    assert.equal(c.size, 2, 'the old ones are gone but the one kept and the fresh one');
+    for (let i = 20_000; i < 60_000; i++) c.next(info(id(i), 'reserved', fresh));
+    assert.equal(c.size, 40_001, 'the fresh events are all remembered (the old one kept before is not kept by these calls)');
+    assert.ok(c.prunes <= 4, `${c.prunes} prune passes for 40,000 fresh events`);
   });
 });
 
