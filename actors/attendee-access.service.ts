@@ -32,6 +32,13 @@ export const STEERING_TTL_S = 4;
 const MAX_LISTED_STREAMS = 16;
 /** Segments a live media playlist lists for listeners: the edge, with room for a player a few segments behind. */
 export const LIVE_WINDOW_SEGMENTS = 8;
+/** What a live file request is answered with. */
+interface LiveFileAnswer {
+  body: Buffer | string;
+  type: string;
+  cacheControl: string;
+}
+
 /** Live file URLs the fast path takes: plain stream ID and file name (no escapes), then a query. */
 const FAST_LIVE_RE = /^\/s\/([A-Za-z0-9_.-]{1,100})\/(index\.m3u8|seg\d{5}\.ts)\?([A-Za-z0-9_.=&-]{1,200})$/;
 /** Stands where each listener's auth code (and listener ID) goes in a cached live playlist. */
@@ -125,7 +132,7 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
   const hotMs = options.hotCacheMs ?? 250;
   /** Live files read from this node's disk: segments once listed, playlists for `hotMs`. */
   const localCache = new LiveFileCache({ maxBytes: options.liveCacheBytes, playlistTtlMs: hotMs });
-  const activeByEvent = new Map<string, { atMs: number; streams: Promise<StreamDataset[]> }>();
+  const activeByEvent = new Map<string, { atMs: number; streams: Promise<StreamDataset[]>; known?: StreamDataset[] }>();
   /** Auth codes that verified, by stream: a code is valid until the expiry it carries. */
   const verifiedCodes = new Map<string, number>();
   /** A served live playlist per playlist read: the text split where each listener's query goes. */
@@ -215,7 +222,10 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
     const hit = activeByEvent.get(eventId);
     if (hit && t - hit.atMs < hotMs) return hit.streams;
     const streams = ask();
-    activeByEvent.set(eventId, { atMs: t, streams });
+    const entry: { atMs: number; streams: Promise<StreamDataset[]>; known?: StreamDataset[] } = { atMs: t, streams };
+    activeByEvent.set(eventId, entry);
+    // Kept resolved too, for the synchronous hot path (liveFileNow).
+    streams.then((list) => (entry.known = list), () => undefined);
     // A failed lookup is not reused.
     streams.catch(() => activeByEvent.get(eventId)?.streams === streams && activeByEvent.delete(eventId));
     if (activeByEvent.size > 10_000) activeByEvent.delete(activeByEvent.keys().next().value!);
@@ -274,17 +284,29 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
     }
   }
 
-  /** A live stream's playlist (segments carry the code and listener ID, ENDLIST stripped) or segment, counted for usage. */
-  async function serveLiveFile(ctx: Context, params: FileParams): Promise<{ body: Buffer | string; type: string; cacheControl: string }> {
-    const eventId = checkFile(params, LIVE_FILE_RE);
+  /**
+   * serveLiveFile without a promise, when memory holds all it needs (the event's live streams, looked
+   * up less than `hotMs` ago, and the file's bytes): most listener requests under load. Undefined on
+   * any miss or refusal: the caller then takes the asynchronous path, which answers refusals.
+   */
+  function liveFileNow(params: FileParams): LiveFileAnswer | undefined {
+    const { streamId, file, a } = params;
+    if (!isValidStreamId(streamId) || !LIVE_FILE_RE.test(file) || typeof a !== 'string') return undefined;
+    const eventId = eventIdOfStream(streamId);
+    const hit = activeByEvent.get(eventId);
+    if (!hit?.known || performance.now() - hit.atMs >= hotMs || !codeValid(a, eventId, streamId)) return undefined;
+    const stream = hit.known.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
+    if (!stream) return undefined;
+    const local = !config.natsUrl || stream.nodeId === config.nodeId;
+    const data = (local ? localCache : liveCache).peek(streamId, file);
+    if (!data) return undefined;
+    return answerLiveFile(eventId, params, data);
+  }
+
+  /** The answer for a live file's bytes: a playlist rewritten for this listener, or the segment; counted for usage. */
+  function answerLiveFile(eventId: string, params: FileParams, data: Buffer): LiveFileAnswer {
     const { streamId, file, a } = params;
     const l = listenerIdOf(params.l);
-    // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
-    // Its dataset also names the node whose disk holds the files.
-    const streams = await activeStreams(ctx, eventId);
-    const stream = streams.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
-    if (!stream) throw new NotFoundError(`stream ${streamId} is not live`);
-    const data = await liveBytes(ctx, stream, file);
     if (file === 'index.m3u8') {
       // `a` verified (digits, a dot, base64url) and `l` matched LISTENER_ID_RE: safe in a URI line.
       const body = playlistTemplate(streamId, data).parts.join(l ? `${a}&l=${l}` : a!);
@@ -293,6 +315,18 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
     }
     meter.segment(eventId, l, segmentDurations.get(streamId)?.get(file) ?? config.segmentS);
     return { body: data, type: 'video/mp2t', cacheControl: 'private, max-age=60' };
+  }
+
+  /** A live stream's playlist (segments carry the code and listener ID, ENDLIST stripped) or segment, counted for usage. */
+  async function serveLiveFile(ctx: Context, params: FileParams): Promise<LiveFileAnswer> {
+    const eventId = checkFile(params, LIVE_FILE_RE);
+    const { streamId, file } = params;
+    // A stream monitoring no longer sees alive answers 404 so hls.js fails over at once (FIELD-NOTES).
+    // Its dataset also names the node whose disk holds the files.
+    const streams = await activeStreams(ctx, eventId);
+    const stream = streams.find((s) => s.streamId === streamId && typeof s.nodeId === 'string');
+    if (!stream) throw new NotFoundError(`stream ${streamId} is not live`);
+    return answerLiveFile(eventId, params, await liveBytes(ctx, stream, file));
   }
 
   /** `event.get`, or undefined when the event actor is unreachable or slow (status still answers). */
@@ -331,16 +365,25 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
         const aPart = amp === -1 ? q : q.slice(0, amp);
         const lPart = amp === -1 ? undefined : q.slice(amp + 1);
         if (!aPart.startsWith('a=') || (lPart !== undefined && (!lPart.startsWith('l=') || lPart.includes('&')))) return false;
+        const params: FileParams = { streamId: m[1]!, file: m[2]!, a: aPart.slice(2), ...(lPart !== undefined ? { l: lPart.slice(2) } : {}) };
+        const send = (r: LiveFileAnswer) => {
+          if (res.headersSent || res.destroyed) return;
+          (req as IncomingMessage & { $alias?: { action: string } }).$alias = { action: 'attendee-access.liveFile' };
+          res.writeHead(200, { 'Content-Type': r.type, 'Cache-Control': r.cacheControl, 'Content-Length': Buffer.byteLength(r.body) });
+          res.end(r.body);
+        };
+        let now: LiveFileAnswer | undefined;
+        try {
+          now = liveFileNow(params);
+        } catch {
+          now = undefined; // e.g. an unreadable playlist: the asynchronous path answers it
+        }
+        if (now) {
+          send(now);
+          return true;
+        }
         fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
-        serveLiveFile(fastCaller, { streamId: m[1]!, file: m[2]!, a: aPart.slice(2), ...(lPart !== undefined ? { l: lPart.slice(2) } : {}) }).then(
-          (r) => {
-            if (res.headersSent || res.destroyed) return;
-            (req as IncomingMessage & { $alias?: { action: string } }).$alias = { action: 'attendee-access.liveFile' };
-            res.writeHead(200, { 'Content-Type': r.type, 'Cache-Control': r.cacheControl, 'Content-Length': Buffer.byteLength(r.body) });
-            res.end(r.body);
-          },
-          () => fallback(),
-        );
+        serveLiveFile(fastCaller, params).then(send, () => fallback());
         return true;
       },
     },

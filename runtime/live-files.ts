@@ -150,6 +150,13 @@ export class LiveFileCache {
     return p;
   }
 
+  /** The file if memory holds it now (a hit, counted as one), else undefined: the listener hot path's synchronous try. */
+  peek(streamId: string, file: string): Buffer | undefined {
+    const hit = this.#lru.get(`${streamId}/${file}`, this.#now());
+    if (hit) this.stats.hits++;
+    return hit;
+  }
+
   /** Bytes held. */
   get bytes(): number {
     return this.#lru.bytes;

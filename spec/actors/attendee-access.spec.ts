@@ -142,7 +142,7 @@ interface Rig {
   config: JitcastConfig;
 }
 
-async function startRig(world: () => World, opts: { withEvent?: boolean; eventTimeoutMs?: number; httpPort?: string } = {}): Promise<Rig> {
+async function startRig(world: () => World, opts: { withEvent?: boolean; eventTimeoutMs?: number; httpPort?: string; hotCacheMs?: number } = {}): Promise<Rig> {
   const config = testConfig(opts.httpPort ? { httpPort: opts.httpPort } : {});
   // With an HTTP port the real gateway fronts the actor, routing as in production.
   const gateway = opts.httpPort ? [createGatewayService(config)] : [];
@@ -155,8 +155,8 @@ async function startRig(world: () => World, opts: { withEvent?: boolean; eventTi
   writeFileSync(join(config.dataDir, 'live', 'seg00000.ts'), Buffer.from('OUTSIDE'));
   writeFileSync(join(config.dataDir, 'secret.ts'), Buffer.from('OUTSIDE'));
   const broker = createBroker(config);
-  // hotCacheMs 0: each spec changes what monitoring and the disk hold and expects the next request to see it.
-  broker.createService(createAttendeeAccessService(config, { nowS: () => NOW, eventTimeoutMs: opts.eventTimeoutMs ?? 100, hotCacheMs: 0 }));
+  // hotCacheMs 0 unless asked: each spec changes what monitoring and the disk hold and expects the next request to see it.
+  broker.createService(createAttendeeAccessService(config, { nowS: () => NOW, eventTimeoutMs: opts.eventTimeoutMs ?? 100, hotCacheMs: opts.hotCacheMs ?? 0 }));
   for (const s of [...fakes(world, opts.withEvent ?? true), ...gateway]) broker.createService(s);
   await broker.start();
   return { broker, config };
@@ -638,6 +638,49 @@ describe('attendee-access through the gateway over HTTP', () => {
     const withPw = await fetch(`${HTTP_BASE}/e/${token}/status.json`, { headers: { 'X-Event-Password': 'hunter2' } });
     assert.equal(withPw.status, 200);
     assert.equal(((await withPw.json()) as { title: string }).title, 'Secret call');
+  });
+});
+
+describe('attendee-access listener hot path through the gateway (hotCacheMs 60 s, as a node under load)', () => {
+  const HOT_BASE = 'http://127.0.0.1:18096';
+  let rig: Rig;
+  const world = freshWorld();
+
+  before(async () => {
+    rig = await startRig(() => world, { httpPort: '18096', hotCacheMs: 60_000 });
+  });
+  after(async () => {
+    await rig?.broker.stop();
+  });
+
+  it('repeated playlist and segment requests answer the same bytes from memory: monitoring is asked once, the disk read once', async () => {
+    const a = codeFor(STREAM_A);
+    const seg = async () => {
+      const res = await fetch(`${HOT_BASE}/s/${STREAM_A}/seg00000.ts?a=${a}&l=listener-one`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'video/mp2t');
+      return Buffer.from(await res.arrayBuffer());
+    };
+    const playlist = await fetch(`${HOT_BASE}/s/${STREAM_A}/index.m3u8?a=${a}&l=listener-one`);
+    assert.equal(playlist.status, 200);
+    const first = await playlist.text();
+    assert.match(first, new RegExp(`^seg00000\\.ts\\?a=${a.replace(/[.]/g, '\\.')}&l=listener-one$`, 'm'));
+    assert.deepEqual(await seg(), SEG0);
+    const lookups = world.lookups.length;
+    // The disk changes under the cache: a hit must not read it again.
+    writeFileSync(join(rig.config.dataDir, 'live', STREAM_A, 'seg00000.ts'), Buffer.from('CHANGED'));
+    for (let i = 0; i < 20; i++) assert.deepEqual(await seg(), SEG0);
+    const again = await fetch(`${HOT_BASE}/s/${STREAM_A}/index.m3u8?a=${a}&l=listener-two`);
+    assert.equal(again.status, 200);
+    assert.equal(await again.text(), first.replaceAll('l=listener-one', 'l=listener-two'), 'the playlist is rewritten for each listener');
+    assert.equal(world.lookups.length, lookups, 'no monitoring lookup for the warm requests');
+  });
+
+  it('a warm stream still refuses a forged auth code with 403 and a code of another stream with 403', async () => {
+    const a = codeFor(STREAM_A);
+    assert.equal((await fetch(`${HOT_BASE}/s/${STREAM_A}/seg00000.ts?a=${a}`)).status, 200);
+    assert.equal((await fetch(`${HOT_BASE}/s/${STREAM_A}/seg00000.ts?a=1.xyz`)).status, 403);
+    assert.equal((await fetch(`${HOT_BASE}/s/${STREAM_A}/seg00000.ts?a=${codeFor(STREAM_B)}`)).status, 403);
   });
 });
 

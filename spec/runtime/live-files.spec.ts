@@ -189,6 +189,21 @@ describe('LiveFileCache', () => {
     await cache.get(other, 'seg00000.ts', () => Promise.reject(new Error('refetched an immutable segment')));
   });
 
+  it('peek() answers what get() would from memory, and nothing for a file not held or a playlist past its TTL', async () => {
+    let now = 1000;
+    const cache = new LiveFileCache({ playlistTtlMs: 500, now: () => now });
+    assert.equal(cache.peek(STREAM, 'index.m3u8'), undefined);
+    await cache.get(STREAM, 'index.m3u8', async () => listing(1));
+    await cache.get(STREAM, 'seg00000.ts', async () => SEG);
+    assert.deepEqual(cache.peek(STREAM, 'seg00000.ts'), SEG);
+    assert.deepEqual(cache.peek(STREAM, 'index.m3u8'), listing(1));
+    assert.equal(cache.peek(STREAM, 'seg00001.ts'), undefined);
+    assert.equal(cache.stats.hits, 2);
+    now += 500;
+    assert.equal(cache.peek(STREAM, 'index.m3u8'), undefined, 'the playlist expired');
+    assert.deepEqual(cache.peek(STREAM, 'seg00000.ts'), SEG, 'a listed segment does not');
+  });
+
   it('get() with playlistTtlMs 0 never reuses a playlist', async () => {
     const cache = new LiveFileCache({ playlistTtlMs: 0 });
     let fetches = 0;
