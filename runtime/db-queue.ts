@@ -4,7 +4,7 @@
  * produced them is killed before they land.
  *
  * Producer (`DbQueueProducer`, a ReportingSink): `enqueueEvent` returns at once; states wait in
- * memory only until the next flush (a few ms), pending states of one event coalescing to the latest,
+ * memory only until the next flush (20 ms), pending states of one event coalescing to the latest,
  * then go to Redis as ONE job carrying the whole batch (up to FLUSH_BATCH states, one per event).
  * One job per flush rather than per state: per reservation, Redis ran a job's add, moveToActive and
  * moveToFinished scripts and PostgreSQL committed one statement, which made the worker side a third
@@ -133,7 +133,13 @@ export interface DbQueueTuning {
 export interface DbQueueProducerOptions extends DbQueueTarget, DbQueueTuning {
   nodeId: string;
   logger?: DbLogger;
-  /** How long states gather before a flush, in ms. Default 2. */
+  /**
+   * How long states gather before a flush, in ms. Default 20: at 1,000 reservations a second a flush
+   * then carries about 20 states as one job, where 2 ms made a job of two or three and the jobs'
+   * Redis scripts and upserts cost the node a quarter of its reservations (benchmark: 1,020/s → 1,350-1,450/s
+   * with PostgreSQL up). States wait in memory only that long; a node killed meanwhile leaves them to
+   * the start-up reconciliation, as ever.
+   */
   flushDelayMs?: number;
   /** A flush Redis does not answer within this fails and is retried, in ms. Default 5000. */
   flushTimeoutMs?: number;
@@ -187,7 +193,7 @@ export class DbQueueProducer implements ReportingSink {
       const known = this.#pending.get(info.eventId);
       if (known && known.version > version) return; // an older state arriving late: the newer one stands
       this.#pending.set(info.eventId, { info: structuredClone(info), version });
-      this.#schedule(this.#opts.flushDelayMs ?? 2);
+      this.#schedule(this.#opts.flushDelayMs ?? 20);
     } catch (err) {
       this.#opts.logger?.error(`reporting enqueue failed [event:${(info as EventInfo | undefined)?.eventId}] ${errorMessage(err)}`);
     }
