@@ -164,7 +164,7 @@ interface Slot extends Marks {
 }
 
 const STATUSES: readonly EventStatus[] = ['reserved', 'live', 'ended', 'archiving', 'archived', 'archive-error', 'cancelled'];
-const END_REASONS: readonly EndReason[] = ['end-code', 'api', 'timeout'];
+const END_REASONS: readonly EndReason[] = ['end-code', 'api', 'host', 'timeout'];
 const BUILD_TIMEOUT_MS = 60_000;
 const SETTLE_RETRY_MS = 1_000;
 

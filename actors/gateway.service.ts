@@ -366,7 +366,7 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
         /** The host ends their event from the host page (host link only), as `POST /api/events/:id/end` does. */
         async handler(this: any, ctx: Context<{ token?: unknown }, Record<string, unknown>>) {
           const { e: eventId } = hostClaims(ctx.params.token);
-          await ctx.call('event.end', { eventId, reason: 'api' });
+          await ctx.call('event.end', { eventId, reason: 'host' });
           this.logger.info(`event ended from the host page [event:${eventId}]`);
           ctx.meta.$responseHeaders = { 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer' };
           return hostView(ctx, eventId);

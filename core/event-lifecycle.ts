@@ -16,8 +16,8 @@
  */
 import type { ArchiveFragment, EventInfo, EventStatus } from '../runtime/contracts.ts';
 
-/** Why the event ended (`event.end` reason, also broadcast with EVENTS.eventEnded). */
-export type EndReason = 'end-code' | 'api' | 'timeout';
+/** Why the event ended (`event.end` reason, also broadcast with EVENTS.eventEnded): the end code keyed on the phone, the API (an operator or integrator, the dashboard), the host page, or the idle timer. */
+export type EndReason = 'end-code' | 'api' | 'host' | 'timeout';
 
 /** A caller in the conference, keyed by its channel ID. */
 export interface CallerRef {

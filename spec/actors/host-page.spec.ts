@@ -115,7 +115,7 @@ describe('host page and host-only routes', () => {
     const r = await call('POST', `/e/${host}/end`);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.status, 'ended');
-    assert.deepEqual(endCalls, [{ eventId: EVENT, reason: 'api' }]);
+    assert.deepEqual(endCalls, [{ eventId: EVENT, reason: 'host' }]);
   });
 
   it('POST /e/<hostToken>/end on an event that is no longer live answers 409 STATE_CONFLICT', async () => {
