@@ -7,7 +7,9 @@
  * asynchronous), and a node that does not answer may have died without the registry knowing yet
  * (a SIGKILLed node stays listed for up to the heartbeat timeout): either way the next node is
  * asked. A node that timed out is tried last for SUSPECT_MS, so a dead node costs one timeout, not
- * one per request. Listings are the union over every node, since a file any node holds is readable.
+ * one per request. Reads are hedged: a node silent for HEDGE_AFTER_MS keeps its request while the
+ * next one is asked too, so a node that just died costs a listener 0.3 s, not the read timeout.
+ * Listings are the union over every node, since a file any node holds is readable.
  */
 import type { ServiceBroker } from 'moleculer';
 import type { EventInfo } from './contracts.ts';
@@ -20,6 +22,12 @@ export const READ_TIMEOUT_MS = 2500;
 export const WRITE_TIMEOUT_MS = 10_000;
 /** A node that timed out is asked last for this long. */
 export const SUSPECT_MS = 10_000;
+/**
+ * A read a node has not answered within this is also asked of the next node (a hedged read): a
+ * storage node that died a moment ago stays listed until the heartbeat timeout, and waiting out
+ * READ_TIMEOUT_MS for it held an archive listener's segment ~2.5 s. The first answer wins.
+ */
+export const HEDGE_AFTER_MS = 300;
 
 /** What the client needs of the broker (a ServiceBroker fits; specs pass fakes). */
 export interface StorageBroker {
@@ -52,7 +60,7 @@ export class StorageClient {
 
   /** event-info of an event; NotFoundError only when no storage node has it. */
   getEventInfo(eventId: string): Promise<EventInfo> {
-    return this.#first<EventInfo>('content-storage.getEventInfo', { eventId }, READ_TIMEOUT_MS);
+    return this.#hedged<EventInfo>('content-storage.getEventInfo', { eventId });
   }
 
   /**
@@ -62,7 +70,7 @@ export class StorageClient {
    */
   async readStreamFile(eventId: string, streamId: string, file: string): Promise<Buffer> {
     if (file.endsWith('.m3u8')) return this.#bestPlaylist({ eventId, streamId, file });
-    return toBuffer(await this.#first<unknown>('content-storage.readStreamFile', { eventId, streamId, file }, READ_TIMEOUT_MS));
+    return toBuffer(await this.#hedged<unknown>('content-storage.readStreamFile', { eventId, streamId, file }));
   }
 
   /** The final playlist as soon as one node answers with it; else, once all answered, the longest. */
@@ -162,6 +170,55 @@ export class StorageClient {
     }
     if (notFound) throw notFound;
     throw new StorageUnavailableError(`no content-storage node answered [action:${action} nodes:${nodes.join(',')}] ${(lastErr as Error)?.message ?? ''}`);
+  }
+
+  /**
+   * A read with #first's rules (a refusal other than NotFound is the answer; NotFound and an
+   * unreachable node move on, a timeout marks the node suspect), but hedged: a node that has not
+   * answered after `hedgeMs` keeps its request while the next node is asked too, and the first
+   * answer wins. Reads only: they have no effect to repeat.
+   */
+  #hedged<T>(action: string, params: unknown, hedgeMs = HEDGE_AFTER_MS): Promise<T> {
+    const nodes = this.nodes();
+    if (nodes.length === 0) return Promise.reject(new StorageUnavailableError(`no content-storage node is reachable [action:${action}]`));
+    return new Promise<T>((resolve, reject) => {
+      let next = 0;
+      let running = 0;
+      let done = false;
+      let notFound: unknown;
+      let lastErr: unknown;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (settle: () => void) => {
+        done = true;
+        clearTimeout(timer);
+        settle();
+      };
+      const ask = () => {
+        clearTimeout(timer);
+        if (done || next >= nodes.length) return;
+        const nodeID = nodes[next++]!;
+        running++;
+        timer = setTimeout(ask, hedgeMs);
+        this.#broker.call(action, params, { nodeID, timeout: READ_TIMEOUT_MS }).then(
+          (v) => {
+            if (!done) finish(() => resolve(v as T));
+          },
+          (err: unknown) => {
+            running--;
+            if (isTimeout(err)) this.#suspects.set(nodeID, this.#now() + SUSPECT_MS);
+            if (done) return;
+            if (isNotFound(err)) notFound ??= err;
+            else if (err instanceof JitcastError && !isUnreachable(err)) return finish(() => reject(err));
+            else lastErr = err;
+            if (next < nodes.length) ask();
+            else if (running === 0) {
+              finish(() => reject(notFound ?? new StorageUnavailableError(`no content-storage node answered [action:${action} nodes:${nodes.join(',')}] ${(lastErr as Error)?.message ?? ''}`)));
+            }
+          },
+        );
+      };
+      ask();
+    });
   }
 
   /** Asks every node at once; the answers of those that answered (StorageUnavailableError if none did). */

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Errors } from 'moleculer';
 import { NotFoundError, StorageUnavailableError, ValidationFailedError } from '../../runtime/errors.ts';
-import { SUSPECT_MS, StorageClient, type StorageBroker } from '../../runtime/storage-client.ts';
+import { HEDGE_AFTER_MS, SUSPECT_MS, StorageClient, type StorageBroker } from '../../runtime/storage-client.ts';
 import { EVENT_ID, STREAM_ID, sampleInfo } from '../support/event-plane.ts';
 
 type Handler = (action: string, params: any) => unknown;
@@ -70,6 +70,37 @@ describe('StorageClient', () => {
     });
     await assert.rejects(new StorageClient(broker).readStreamFile(EVENT_ID, STREAM_ID, '../x'), ValidationFailedError);
     assert.equal(calls.length, 1);
+  });
+
+  it('a read the first node has not answered within HEDGE_AFTER_MS is asked of the next node too, and the first answer wins', async () => {
+    const slow = () => new Promise((r) => setTimeout(() => r(Buffer.from('late')), HEDGE_AFTER_MS * 4));
+    const { broker, calls } = fakeBroker('me', { me: slow, other: () => Buffer.from('hedged') });
+    assert.deepEqual(await new StorageClient(broker).readStreamFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), Buffer.from('hedged'));
+    assert.deepEqual(calls.map((c) => c.nodeID), ['me', 'other']);
+    const info = sampleInfo({ title: 'From the hedge' });
+    const two = fakeBroker('me', { me: () => new Promise((r) => setTimeout(() => r(sampleInfo({ title: 'late' })), HEDGE_AFTER_MS * 4)), other: () => info });
+    assert.equal((await new StorageClient(two.broker).getEventInfo(EVENT_ID)).title, 'From the hedge');
+  });
+
+  it('a node that answers within HEDGE_AFTER_MS is the only one asked', async () => {
+    const quick = () => new Promise((r) => setTimeout(() => r(Buffer.from('mine')), 5));
+    const { broker, calls } = fakeBroker('me', { me: quick, other: () => Buffer.from('other') });
+    assert.deepEqual(await new StorageClient(broker).readStreamFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), Buffer.from('mine'));
+    assert.deepEqual(calls.map((c) => c.nodeID), ['me']);
+  });
+
+  it('a hedged read waits for a slow node after the others answered NotFound, and a refusal from the hedge is the answer', async () => {
+    const slowOk = () => new Promise((r) => setTimeout(() => r(Buffer.from('slow but there')), HEDGE_AFTER_MS * 2));
+    const a = fakeBroker('me', { me: slowOk, other: notFound });
+    assert.deepEqual(await new StorageClient(a.broker).readStreamFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), Buffer.from('slow but there'));
+    const hang = () => new Promise(() => {});
+    const b = fakeBroker('me', {
+      me: hang,
+      other: () => {
+        throw new ValidationFailedError('bad name');
+      },
+    });
+    await assert.rejects(new StorageClient(b.broker).readStreamFile(EVENT_ID, STREAM_ID, 'seg00000.ts'), ValidationFailedError);
   });
 
   it('getEventInfo() answers from a live node when the first is unreachable', async () => {
