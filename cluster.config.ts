@@ -122,6 +122,12 @@ export interface JitcastConfig {
   ffmpegPath: string;
   /** Digit sequence that ends the event from the phone. Default `*399#`. */
   endCode: string;
+  /**
+   * Listener worker processes of the gateway (runtime/listener-workers.ts): children that accept on
+   * the gateway's own socket and answer held live segments, so listeners use more than one core.
+   * Only on a node with both the gateway and attendee-access roles. 0 turns them off. Default 0.
+   */
+  listenerWorkers: number;
   /** Largest accepted HTTP body in bytes. Default 65536. */
   maxBodyBytes: number;
   /** Failed PIN attempts per event ID in the throttle window before the ID is locked. Default 10. */
@@ -140,7 +146,7 @@ const KEYS: (keyof JitcastConfig)[] = [
   'publicUrl', 'sipHost', 'sipPort', 'rtpPorts', 'encoderPorts', 'dataDir', 'storageCenters', 'apiKeys',
   'secret', 'heartbeatS', 'heartbeatTimeoutS', 'archiveTimeoutS', 'archiveSilenceLimitS', 'authCodeTimeoutS', 'portReuseTimeoutS',
   'portSuspendBelow', 'portResumeAt', 'healthTestIntervalS', 'retentionSweepS', 'rtpSilenceTimeoutS', 'digitTimeoutS', 'segmentS', 'ffmpegPath', 'endCode', 'maxBodyBytes', 'pinFailLimit',
-  'pinFailWindowS', 'logLevel',
+  'pinFailWindowS', 'listenerWorkers', 'logLevel',
 ];
 
 /** `httpPort` → `JITCAST_HTTP_PORT`. */
@@ -201,6 +207,7 @@ export function defaults(): Omit<JitcastConfig, 'secret' | 'apiKeys' | 'publicUr
     maxBodyBytes: 65536,
     pinFailLimit: 10,
     pinFailWindowS: 300,
+    listenerWorkers: 0,
     logLevel: 'info',
   };
 }
@@ -225,7 +232,7 @@ function parseValue(key: keyof JitcastConfig, v: string): unknown {
       return parseRange(key, v);
     case 'httpPort': case 'sipPort': case 'heartbeatS': case 'heartbeatTimeoutS': case 'archiveTimeoutS': case 'archiveSilenceLimitS':
     case 'authCodeTimeoutS': case 'portReuseTimeoutS': case 'rtpSilenceTimeoutS': case 'digitTimeoutS':
-    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': case 'retentionSweepS': case 'dbRetryMaxS': {
+    case 'segmentS': case 'maxBodyBytes': case 'pinFailLimit': case 'pinFailWindowS': case 'portSuspendBelow': case 'portResumeAt': case 'healthTestIntervalS': case 'retentionSweepS': case 'dbRetryMaxS': case 'listenerWorkers': {
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`'${key}' must be a number, got '${v}'`);
       return n;
@@ -253,6 +260,7 @@ export function validate(c: JitcastConfig): JitcastConfig {
     const r = c[k];
     if (r.min < 1024 || r.max > 65535 || r.min > r.max) throw new ConfigError(`'${k}' must be a range within 1024-65535 with min ≤ max`);
   }
+  if (!Number.isInteger(c.listenerWorkers) || c.listenerWorkers < 0 || c.listenerWorkers > 16) throw new ConfigError(`'listenerWorkers' must be a whole number 0-16, got ${c.listenerWorkers}`);
   if (c.roles.length === 0) throw new ConfigError(`'roles' must name at least one role`);
   for (const r of c.roles) {
     if (!(ALL_ROLES as readonly string[]).includes(r)) throw new ConfigError(`'roles' has unknown role '${r}' (known: ${ALL_ROLES.join(', ')}, all)`);

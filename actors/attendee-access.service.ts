@@ -355,6 +355,34 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
        * false for anything else (the gateway routes it as usual); on any failure hands the request
        * to `fallback` untouched, so errors are answered by the one regular path.
        */
+      /**
+       * A listener worker's question (runtime/listener-workers.ts): the file as the hot path answers
+       * it, counted here, and whether the worker may keep the bytes (a segment this node's cache
+       * keeps, i.e. one a playlist lists). `ok: false` for anything refused: the worker then proxies
+       * the request to the gateway, which answers the refusal as usual.
+       */
+      async answerForWorker(q: { streamId: string; file: string; a: string; l?: string }): Promise<{ ok: boolean; body?: Buffer | string; contentType?: string; cacheControl?: string; keep?: boolean; durationS?: number }> {
+        fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
+        try {
+          const params: FileParams = { streamId: q.streamId, file: q.file, a: q.a, ...(q.l !== undefined ? { l: q.l } : {}) };
+          const r = liveFileNow(params) ?? (await serveLiveFile(fastCaller, params));
+          const keep = q.file !== 'index.m3u8' && Buffer.isBuffer(r.body) && (localCache.holds(q.streamId, q.file) || liveCache.holds(q.streamId, q.file));
+          return { ok: true, body: r.body, contentType: r.type, cacheControl: r.cacheControl, keep, durationS: segmentDurations.get(q.streamId)?.get(q.file) ?? config.segmentS };
+        } catch {
+          return { ok: false };
+        }
+      },
+
+      /** How long the hot path trusts a stream lookup, in ms (a listener worker trusts its confirmations as long). */
+      hotCacheMs(): number {
+        return hotMs;
+      },
+
+      /** What listener workers served themselves: counted for usage as if served here. */
+      meterFromWorker(segments: Array<{ eventId: string; listenerId: string | null; durationS: number; n: number }>): void {
+        for (const s of segments) for (let i = 0; i < s.n; i++) meter.segment(s.eventId, s.listenerId ?? undefined, s.durationS);
+      },
+
       fastLiveFile(req: IncomingMessage, res: ServerResponse, fallback: () => void): boolean {
         if (hotMs <= 0 || req.method !== 'GET') return false;
         const m = FAST_LIVE_RE.exec(req.url ?? '');

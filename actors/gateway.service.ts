@@ -15,7 +15,9 @@
  * EADDRINUSE); a port in use fails the service start instead.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createRequire } from 'node:module';
@@ -27,6 +29,7 @@ import type { FieldErrors } from '../runtime/errors.ts';
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationFailedError } from '../runtime/errors.ts';
 import { bodyKind, errorToXml, parseRequestBody, prefersXml, toXml } from '../runtime/http-body.ts';
 import { GatewayMetrics } from '../runtime/metrics.ts';
+import { ListenerWorkers, type WorkerFileAnswer, type WorkerFileQuestion, type WorkerStats } from '../runtime/listener-workers.ts';
 import { pendingCount } from '../runtime/reporting.ts';
 import { bearerToken } from '../codecs/api-key.ts';
 import { ApiKeys, keysFileOf, requireOperator } from '../runtime/api-keys.ts';
@@ -60,7 +63,27 @@ type GatewayRequest = IncomingMessage & {
   originalUrl?: string;
 };
 
-type GatewayService = Service & { server?: http.Server | https.Server; httpHandler(req: IncomingMessage, res: ServerResponse): void };
+type GatewayService = Service & {
+  server?: http.Server | https.Server;
+  /** Requests the listener workers pass on, over a Unix socket (runtime/listener-workers.ts). */
+  innerServer?: http.Server;
+  innerSocket?: string;
+  workers?: ListenerWorkers;
+  httpHandler(req: IncomingMessage, res: ServerResponse): void;
+};
+
+/** What the gateway asks of a local attendee access for its listener workers. */
+interface WorkerSide {
+  answerForWorker(q: WorkerFileQuestion): Promise<Omit<WorkerFileAnswer, 'type' | 'id'>>;
+  meterFromWorker(segments: WorkerStats['segments']): void;
+  hotCacheMs(): number;
+}
+
+/** The gateway's socket for its listener workers: in the data directory, or the temp directory when that path is too long for a socket. */
+function innerSocketPath(config: JitcastConfig): string {
+  const inData = resolve(config.dataDir, 'run', 'gateway.sock');
+  return inData.length < 100 ? inData : join(tmpdir(), `jitcast-gateway-${process.pid}-${config.httpPort}.sock`);
+}
 
 /** Root element names of XML answers, by action. */
 const XML_ROOT: Record<string, string> = {
@@ -341,6 +364,46 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
     },
   };
 
+  /**
+   * Listener workers (config `listenerWorkers`): the inner server takes what they pass on over a Unix
+   * socket, then each worker gets the public listening socket. Needs the attendee access actor on
+   * this node, whose hot path answers the workers' questions.
+   */
+  async function startListenerWorkers(self: GatewayService, server: http.Server | https.Server): Promise<void> {
+    const aa = self.broker.getLocalService('attendee-access') as unknown as Partial<WorkerSide> | undefined;
+    if (!aa?.answerForWorker || !aa.meterFromWorker || !aa.hotCacheMs) {
+      self.logger.warn(`listener workers not started: this node has no attendee-access [listenerWorkers:${config.listenerWorkers}]`);
+      return;
+    }
+    const side = aa as WorkerSide;
+    const socketPath = innerSocketPath(config);
+    mkdirSync(dirname(socketPath), { recursive: true });
+    rmSync(socketPath, { force: true });
+    await new Promise<void>((ok, fail) => {
+      self.innerServer!.once('error', fail);
+      self.innerServer!.listen(socketPath, () => {
+        self.innerServer!.off('error', fail);
+        ok();
+      });
+    });
+    chmodSync(socketPath, 0o600);
+    self.innerSocket = socketPath;
+    self.workers = new ListenerWorkers({
+      count: config.listenerWorkers,
+      server,
+      init: { secret: config.secret, hotMs: side.hotCacheMs(), socketPath, ...(config.tlsCert && config.tlsKey ? { tlsCert: config.tlsCert, tlsKey: config.tlsKey } : {}) },
+      answerFile: (q) => side.answerForWorker(q),
+      onStats: (st) => {
+        side.meterFromWorker(st.segments);
+        for (const seconds of st.latencies) metrics?.observe('attendee-access.liveFile', 'GET', 200, seconds);
+        metrics?.workerServed(st.pid, st.latencies.length);
+      },
+      logger: self.logger,
+    });
+    await self.workers.start();
+    self.logger.info(`listener workers accept on the gateway's port [count:${config.listenerWorkers} pids:${self.workers.pids.join(',')} inner:${socketPath}]`);
+  }
+
   return {
     name: 'gateway',
     mixins: [ApiGateway as unknown as ServiceSchema],
@@ -470,7 +533,8 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
       server.headersTimeout = 20_000;
       // The per-request line is built only when it is logged: the listener path answers thousands a second.
       const debugLog = config.logLevel === 'debug' || config.logLevel === 'trace';
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (config.listenerWorkers > 0) self.innerServer = http.createServer(handler);
+      const observed = (srv: http.Server | https.Server) => srv.on('request', (req: IncomingMessage, res: ServerResponse) => {
         const t0 = performance.now();
         res.once('finish', () => {
           // By alias (bounded), never the raw URL: tokens and stream IDs would make a series each.
@@ -479,6 +543,8 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
           if (debugLog) self.logger.debug(`http [${req.method} ${logPath((req as GatewayRequest).originalUrl ?? req.url)} ${res.statusCode} ${(performance.now() - t0).toFixed(1)}ms]`);
         });
       });
+      observed(server);
+      if (self.innerServer) observed(self.innerServer);
       self.server = server;
     },
 
@@ -499,12 +565,22 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
         });
       });
       server.on('error', (err) => self.logger.error(`http server error [${config.httpHost}:${config.httpPort}] ${err.message}`));
+      if (self.innerServer) await startListenerWorkers(self, server);
     },
 
     async stopped() {
+      const self = this as unknown as GatewayService;
+      await self.workers?.stop();
+      if (self.innerServer?.listening) {
+        await new Promise<void>((resolve) => {
+          self.innerServer!.close(() => resolve());
+          self.innerServer!.closeAllConnections();
+        });
+      }
+      if (self.innerSocket) rmSync(self.innerSocket, { force: true });
       await keys?.stop();
       await metrics?.close();
-      const server = (this as unknown as GatewayService).server;
+      const server = self.server;
       if (!server?.listening) return;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -13,6 +13,9 @@
  * connections, each request a different listener's URL (listener ID and auth code in the query, as
  * hls.js sends them).
  *
+ * jitcast runs twice: the node alone, and with one listener worker (config `listenerWorkers`: a child
+ * process accepting on the same port and answering held segments itself, runtime/listener-workers.ts).
+ *
  * Two request mixes, each for `durationS` after a warm-up, first on nginx then on jitcast:
  * - segments: only segment requests (the issue's "segment requests/s");
  * - listener: what a polling listener sends every 2 s: its media playlist and the next segment
@@ -41,6 +44,8 @@ const SEGMENT_BYTES = 12_000;
 /** Distinct listeners whose URLs the generator cycles through. */
 const LISTENERS = 2000;
 const CONNECTIONS = 64;
+/** The jitcast runs: the node alone, and with one listener worker process (config listenerWorkers). */
+const VARIANTS: Array<[string, number]> = [['jitcast', 0], ['jitcast+worker', 1]];
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(SELF, '..', '..');
 
@@ -180,12 +185,12 @@ function stop(p: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): 
 }
 
 /** The node side (`--serve DATA_DIR`): one embedded node, and the stream's dataset pushed every second. */
-async function serve(dataDir: string): Promise<void> {
+async function serve(dataDir: string, listenerWorkers: string): Promise<void> {
   const { loadConfig } = await import('../cluster.config.ts');
   const { startNode } = await import('../runtime/node.ts');
   const { EVENTS } = await import('../runtime/contracts.ts');
   const config = loadConfig(
-    { nodeId: 'bench-node', dataDir, httpPort: String(NODE_PORT), secret: SECRET, apiKeys: 'bench-api-key-0123456789', roles: 'gateway,attendee-access,monitoring', logLevel: 'warn', healthTestIntervalS: '0' },
+    { nodeId: 'bench-node', dataDir, httpPort: String(NODE_PORT), secret: SECRET, apiKeys: 'bench-api-key-0123456789', roles: 'gateway,attendee-access,monitoring', logLevel: 'warn', healthTestIntervalS: '0', listenerWorkers },
     {},
   );
   const node = await startNode(config);
@@ -243,22 +248,29 @@ export async function listenerLoad(o: BenchOptions): Promise<BenchResult> {
     await stop(nginx, 'SIGQUIT');
     nginx = undefined;
 
-    node = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', dataDir], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    node.stdout!.on('data', (d: Buffer) => (nodeOut = (nodeOut + d.toString()).slice(-20_000)));
-    node.stderr!.on('data', (d: Buffer) => (nodeOut = (nodeOut + d.toString()).slice(-20_000)));
-    // The playlist first, as a player does: attendee access keeps a segment once a playlist lists it.
-    await waitHttp(`http://127.0.0.1:${NODE_PORT}${listenerPaths[0]}`, 'jitcast node');
-    // The node's start (PGlite's first open for the usage rows) settles before measuring.
-    await waitQuiet(40, o.quick ? 10 : 30, o.log);
-    for (const mix of ['segments', 'listener'] as const) {
-      runWrk(`http://127.0.0.1:${NODE_PORT}`, scripts[mix], 2);
-      results[`jitcast ${mix}`] = measure(`http://127.0.0.1:${NODE_PORT}`, scripts[mix], durationS, node.pid!);
-      o.log(`listener-load jitcast ${mix}: ${fmt(results[`jitcast ${mix}`]!.rps, 0)} req/s, p99 ${fmt(results[`jitcast ${mix}`]!.p99Ms)} ms`);
+    // jitcast alone, then with one listener worker (config listenerWorkers): a second process on the same port.
+    for (const [variant, workers] of VARIANTS) {
+      node = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', dataDir, String(workers)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      node.stdout!.on('data', (d: Buffer) => (nodeOut = (nodeOut + d.toString()).slice(-20_000)));
+      node.stderr!.on('data', (d: Buffer) => (nodeOut = (nodeOut + d.toString()).slice(-20_000)));
+      // The playlist first, as a player does: attendee access keeps a segment once a playlist lists it.
+      await waitHttp(`http://127.0.0.1:${NODE_PORT}${listenerPaths[0]}`, 'jitcast node');
+      // The node's start (PGlite's first open for the usage rows) settles before measuring.
+      await waitQuiet(40, o.quick ? 10 : 30, o.log);
+      for (const mix of ['segments', 'listener'] as const) {
+        runWrk(`http://127.0.0.1:${NODE_PORT}`, scripts[mix], 2);
+        results[`${variant} ${mix}`] = measure(`http://127.0.0.1:${NODE_PORT}`, scripts[mix], durationS, node.pid!);
+        o.log(`listener-load ${variant} ${mix}: ${fmt(results[`${variant} ${mix}`]!.rps, 0)} req/s, p99 ${fmt(results[`${variant} ${mix}`]!.p99Ms)} ms`);
+      }
+      if (variant === 'jitcast') {
+        // The usage actor counted the simulated listeners: the report's raw material.
+        const r = await fetch(`http://127.0.0.1:${NODE_PORT}/metrics`);
+        const listenersSeen = Number(/^jitcast_listeners (\d+)/m.exec(await r.text())?.[1] ?? NaN);
+        results.usage = { rps: listenersSeen, requests: 0, p50Ms: NaN, p99Ms: NaN, errors: 0, non2xx: 0 };
+      }
+      await stop(node);
+      node = undefined;
     }
-    // The usage actor counted the simulated listeners: the report's raw material.
-    const r = await fetch(`http://127.0.0.1:${NODE_PORT}/metrics`);
-    const listenersSeen = Number(/^jitcast_listeners (\d+)/m.exec(await r.text())?.[1] ?? NaN);
-    results.usage = { rps: listenersSeen, requests: 0, p50Ms: NaN, p99Ms: NaN, errors: 0, non2xx: 0 };
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${nodeOut.slice(-3000)}`);
   } finally {
@@ -267,13 +279,15 @@ export async function listenerLoad(o: BenchOptions): Promise<BenchResult> {
   }
 
   const rows: Row[] = [];
+  for (const [variant, workers] of VARIANTS)
   for (const mix of ['segments', 'listener'] as const) {
     const n = results[`nginx ${mix}`]!;
-    const j = results[`jitcast ${mix}`]!;
+    const j = results[`${variant} ${mix}`]!;
+    const what = workers > 0 ? ` (+${workers} listener worker)` : '';
     const ratio = j.rps / n.rps;
     const listeners = mix === 'listener' ? ` = ${fmt(j.rps, 0)} listeners polling every 2 s (nginx: ${fmt(n.rps, 0)})` : '';
     rows.push({
-      name: mix === 'segments' ? 'listener load: segments/s' : 'listener load: playlist+segment/s',
+      name: (mix === 'segments' ? 'listener load: segments/s' : 'listener load: playlist+segment/s') + what,
       figure: Math.round(j.rps),
       unit: 'req/s',
       target: `≥ ${fmt(n.rps / 2, 0)} (½ nginx)`,
@@ -295,7 +309,7 @@ export async function listenerLoad(o: BenchOptions): Promise<BenchResult> {
 }
 
 if (process.argv[2] === '--serve') {
-  serve(process.argv[3]!).catch((err) => {
+  serve(process.argv[3]!, process.argv[4] ?? '0').catch((err) => {
     process.stderr.write(`listener-load node failed: ${(err as Error).stack}\n`);
     process.exit(1);
   });

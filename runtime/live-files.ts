@@ -157,6 +157,11 @@ export class LiveFileCache {
     return hit;
   }
 
+  /** Whether memory holds the file now (not counted as a hit). */
+  holds(streamId: string, file: string): boolean {
+    return this.#lru.get(`${streamId}/${file}`, this.#now()) !== undefined;
+  }
+
   /** Bytes held. */
   get bytes(): number {
     return this.#lru.bytes;

@@ -7,6 +7,7 @@
  *                                                             (`events`: this process's in-process
  *                                                             writer; `usage`: the usage actor's rows)
  *   jitcast_pool_evictions_total{pool}                         evictions this gateway heard of since it started
+ *   jitcast_listener_worker_requests_total{pid}                live segments this gateway's listener workers answered
  * Cluster-wide, the same on every gateway (aggregate with max(), not sum()), gathered when scraped
  * from the actors (each ask bounded by SOURCE_TIMEOUT_MS; a source that does not answer leaves its
  * series out and sets jitcast_scrape_source_up{source} to 0):
@@ -53,6 +54,7 @@ export class GatewayMetrics {
   readonly #evictions: Counter<'pool'>;
   /** Mirrors the usage actor's count (a counter: it only resets when that actor restarts). */
   readonly #callsTotal: Counter;
+  readonly #workerServed: Counter;
   readonly #g: Record<string, Gauge<string>>;
   readonly #opts: MetricsOptions;
   #redis: Redis | undefined;
@@ -65,6 +67,7 @@ export class GatewayMetrics {
     this.#latency = new Histogram({ name: 'jitcast_http_request_duration_seconds', help: 'Time to answer an HTTP request on this gateway, by route (the action or alias), method and status code.', labelNames: ['route', 'method', 'code'], buckets: BUCKETS, registers: r });
     this.#evictions = new Counter({ name: 'jitcast_pool_evictions_total', help: 'Assets evicted from their pool by a failed health test, as heard by this gateway since it started.', labelNames: ['pool'], registers: r });
     this.#callsTotal = new Counter({ name: 'jitcast_calls_total', help: 'Calls that joined an event since the usage actor started (cluster-wide; resets when it restarts).', registers: r });
+    this.#workerServed = new Counter({ name: 'jitcast_listener_worker_requests_total', help: "Live segments a listener worker of this gateway answered itself (config listenerWorkers), by worker process.", labelNames: ['pid'], registers: r });
     const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers: r });
     this.#g = {
       callsActive: gauge('jitcast_calls_active', 'Calls connected to an event now (cluster-wide).'),
@@ -77,6 +80,11 @@ export class GatewayMetrics {
       dbDepth: gauge('jitcast_db_queue_depth', 'Reporting DB writes waiting in memory, by queue (events: this process; usage: the usage actor that answered).', ['queue']),
       up: gauge('jitcast_scrape_source_up', 'Whether each source answered this scrape (1) or not (0).', ['source']),
     };
+  }
+
+  /** Requests a listener worker answered itself, as its once-a-second report says. */
+  workerServed(pid: number, n: number): void {
+    if (n > 0) this.#workerServed.inc({ pid: String(pid) }, n);
   }
 
   /** One answered request; `route` is the action or alias (bounded), never the raw URL. */
