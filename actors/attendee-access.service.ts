@@ -358,15 +358,21 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       /**
        * A listener worker's question (runtime/listener-workers.ts): the file as the hot path answers
        * it, counted here, and whether the worker may keep the bytes (a segment this node's cache
-       * keeps, i.e. one a playlist lists). `ok: false` for anything refused: the worker then proxies
+       * keeps, i.e. one a playlist lists), or for a playlist the template it rewrites for each listener.
+       * `ok: false` for anything refused: the worker then proxies
        * the request to the gateway, which answers the refusal as usual.
        */
-      async answerForWorker(q: { streamId: string; file: string; a: string; l?: string }): Promise<{ ok: boolean; body?: Buffer | string; contentType?: string; cacheControl?: string; keep?: boolean; durationS?: number }> {
+      async answerForWorker(q: { streamId: string; file: string; a: string; l?: string }): Promise<{ ok: boolean; body?: Buffer | string; contentType?: string; cacheControl?: string; keep?: boolean; durationS?: number; parts?: string[] }> {
         fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
         try {
           const params: FileParams = { streamId: q.streamId, file: q.file, a: q.a, ...(q.l !== undefined ? { l: q.l } : {}) };
           const r = liveFileNow(params) ?? (await serveLiveFile(fastCaller, params));
-          const keep = q.file !== 'index.m3u8' && Buffer.isBuffer(r.body) && (localCache.holds(q.streamId, q.file) || liveCache.holds(q.streamId, q.file));
+          if (q.file === 'index.m3u8') {
+            // The playlist as the template this node rewrites for each listener: the worker then rewrites it too, for hotMs.
+            const held = localCache.peek(q.streamId, q.file) ?? liveCache.peek(q.streamId, q.file);
+            return { ok: true, body: r.body, contentType: r.type, cacheControl: r.cacheControl, ...(held ? { parts: playlistTemplate(q.streamId, held).parts } : {}) };
+          }
+          const keep = Buffer.isBuffer(r.body) && (localCache.holds(q.streamId, q.file) || liveCache.holds(q.streamId, q.file));
           return { ok: true, body: r.body, contentType: r.type, cacheControl: r.cacheControl, keep, durationS: segmentDurations.get(q.streamId)?.get(q.file) ?? config.segmentS };
         } catch {
           return { ok: false };
@@ -379,8 +385,9 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
       },
 
       /** What listener workers served themselves: counted for usage as if served here. */
-      meterFromWorker(segments: Array<{ eventId: string; listenerId: string | null; durationS: number; n: number }>): void {
+      meterFromWorker(segments: Array<{ eventId: string; listenerId: string | null; durationS: number; n: number }>, playlists: Array<{ eventId: string; listenerId: string | null; n: number }> = []): void {
         for (const s of segments) for (let i = 0; i < s.n; i++) meter.segment(s.eventId, s.listenerId ?? undefined, s.durationS);
+        for (const p of playlists) for (let i = 0; i < p.n; i++) meter.playlist(p.eventId, p.listenerId ?? undefined);
       },
 
       fastLiveFile(req: IncomingMessage, res: ServerResponse, fallback: () => void): boolean {

@@ -75,7 +75,7 @@ type GatewayService = Service & {
 /** What the gateway asks of a local attendee access for its listener workers. */
 interface WorkerSide {
   answerForWorker(q: WorkerFileQuestion): Promise<Omit<WorkerFileAnswer, 'type' | 'id'>>;
-  meterFromWorker(segments: WorkerStats['segments']): void;
+  meterFromWorker(segments: WorkerStats['segments'], playlists: WorkerStats['playlists']): void;
   hotCacheMs(): number;
 }
 
@@ -394,7 +394,7 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
       init: { secret: config.secret, hotMs: side.hotCacheMs(), socketPath, ...(config.tlsCert && config.tlsKey ? { tlsCert: config.tlsCert, tlsKey: config.tlsKey } : {}) },
       answerFile: (q) => side.answerForWorker(q),
       onStats: (st) => {
-        side.meterFromWorker(st.segments);
+        side.meterFromWorker(st.segments, st.playlists);
         for (const seconds of st.latencies) metrics?.observe('attendee-access.liveFile', 'GET', 200, seconds);
         metrics?.workerServed(st.pid, st.latencies.length);
       },

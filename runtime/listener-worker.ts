@@ -5,9 +5,11 @@
  * them in JavaScript and the rest in the kernel's socket writes, which only more processes spread.
  *
  * What it answers itself: a live segment (`GET /s/<streamId>/segNNNNN.ts?a=…[&l=…]`) it holds, of a
- * stream the parent confirmed live less than `hotMs` ago, with an auth code that verifies here (HMAC
- * with the cluster secret, no lookup). It counts each one for usage and sends the counts and its
- * latencies to the parent every second. Everything else goes to the parent:
+ * stream the parent confirmed live less than `hotMs` ago, and a live playlist from the template the
+ * parent gave less than `hotMs` ago (rewritten for the listener's code and ID, as the parent does),
+ * each with an auth code that verifies here (HMAC with the cluster secret, no lookup). It counts each
+ * for usage and sends the counts and its latencies to the parent every second. Everything else goes
+ * to the parent:
  * - other live files, and segments it does not hold: asked over IPC; the parent answers as its own
  *   hot path would (playlist rewritten for the listener, counted there) and says whether the bytes
  *   may be kept (a segment a playlist already lists never changes);
@@ -43,7 +45,10 @@ const pending = new Map<number, (a: WorkerFileAnswer) => void>();
 let nextId = 1;
 /** Usage and latency since the last stats message. */
 let counts = new Map<string, { eventId: string; listenerId: string | null; durationS: number; n: number }>();
+let playlistCounts = new Map<string, { eventId: string; listenerId: string | null; n: number }>();
 let latencies: number[] = [];
+/** Each stream's playlist template from the parent, with when it came (trusted for hotMs, like a confirmation). */
+const templates = new Map<string, { parts: string[]; at: number; contentType: string; cacheControl: string }>();
 let upstream: http.Agent | undefined;
 
 function send(m: WorkerMessage): void {
@@ -66,6 +71,13 @@ function count(eventId: string, listenerId: string | undefined, durationS: numbe
   const c = counts.get(key);
   if (c) c.n++;
   else counts.set(key, { eventId, listenerId: listenerId ?? null, durationS, n: 1 });
+}
+
+function countPlaylist(eventId: string, listenerId: string | undefined): void {
+  const key = `${eventId}|${listenerId ?? ''}`;
+  const c = playlistCounts.get(key);
+  if (c) c.n++;
+  else playlistCounts.set(key, { eventId, listenerId: listenerId ?? null, n: 1 });
 }
 
 function askParent(q: { streamId: string; file: string; a: string; l?: string }): Promise<WorkerFileAnswer> {
@@ -114,6 +126,21 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   const l = lPart === undefined ? undefined : lPart.slice(2);
   const listenerId = l !== undefined && LISTENER_ID_RE.test(l) ? l : undefined;
   const key = `${streamId}/${file}`;
+  if (file === 'index.m3u8') {
+    const t = templates.get(streamId);
+    if (t && performance.now() - t.at < init!.hotMs) {
+      const eventId = eventIdOfStream(streamId);
+      if (codeValid(a, eventId, streamId)) {
+        // `a` verified (digits, a dot, base64url) and `l` matched LISTENER_ID_RE: safe in a URI line.
+        const body = t.parts.join(listenerId ? `${a}&l=${listenerId}` : a);
+        res.writeHead(200, { 'Content-Type': t.contentType, 'Cache-Control': t.cacheControl, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+        countPlaylist(eventId, listenerId);
+        latencies.push((performance.now() - t0) / 1000);
+        return;
+      }
+    }
+  }
   const held = file === 'index.m3u8' ? undefined : segments.get(key, 0);
   const at = confirmedAt.get(streamId);
   if (held && at !== undefined && performance.now() - at < init!.hotMs) {
@@ -131,6 +158,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     confirmedAt.set(streamId, performance.now());
     const body = typeof r.body === 'string' ? r.body : Buffer.from(r.body);
     if (r.keep && Buffer.isBuffer(body)) segments.set(key, { body, durationS: r.durationS ?? 2 }, body.length);
+    if (r.parts) templates.set(streamId, { parts: r.parts, at: performance.now(), contentType: r.contentType!, cacheControl: r.cacheControl! });
     if (res.headersSent || res.destroyed) return;
     res.writeHead(200, { 'Content-Type': r.contentType!, 'Cache-Control': r.cacheControl!, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
@@ -138,9 +166,10 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
 }
 
 function flushStats(): void {
-  if (counts.size === 0 && latencies.length === 0) return;
-  const stats: WorkerStats = { type: 'stats', pid: process.pid, segments: [...counts.values()], latencies: Float64Array.from(latencies) };
+  if (counts.size === 0 && playlistCounts.size === 0 && latencies.length === 0) return;
+  const stats: WorkerStats = { type: 'stats', pid: process.pid, segments: [...counts.values()], playlists: [...playlistCounts.values()], latencies: Float64Array.from(latencies) };
   counts = new Map();
+  playlistCounts = new Map();
   latencies = [];
   send(stats);
 }

@@ -47,6 +47,8 @@ export interface WorkerFileAnswer {
   keep?: boolean;
   /** The segment's duration, for usage. */
   durationS?: number;
+  /** A playlist's template: `parts.join(query)` is the playlist for a listener's query (`a=…[&l=…]` after `a=`). */
+  parts?: string[];
 }
 
 /** Once a second: what a worker answered itself. */
@@ -55,6 +57,8 @@ export interface WorkerStats {
   pid: number;
   /** Segments served, by event, listener and duration. */
   segments: Array<{ eventId: string; listenerId: string | null; durationS: number; n: number }>;
+  /** Playlists served, by event and listener. */
+  playlists: Array<{ eventId: string; listenerId: string | null; n: number }>;
   /** Seconds per answered request. */
   latencies: Float64Array;
 }

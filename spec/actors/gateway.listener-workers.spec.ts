@@ -88,6 +88,23 @@ describe('gateway listener workers (a second process on the gateway port)', { ti
     assert.ok(served > 0 && served <= 150, `${served} of 150 answered by the worker`);
   });
 
+  it('playlists on fresh connections are each rewritten for their listener, by whichever process answers, and the same', async () => {
+    await new Promise((r) => setTimeout(r, 1200)); // the worker's report of the segments above (once a second) is in
+    const before = await servedByWorkers();
+    const bodies = new Set<string>();
+    for (let i = 0; i < 60; i++) {
+      const l = `listener-${i}`;
+      const r = await get(`/s/${STREAM}/index.m3u8?a=${code}&l=${l}`);
+      assert.equal(r.status, 200);
+      const text = r.body.toString();
+      assert.match(text, new RegExp(`^seg00003\\.ts\\?a=${code.replace(/[.]/g, '\\.')}&l=${l}$`, 'm'));
+      assert.doesNotMatch(text, /ENDLIST/);
+      bodies.add(text.replaceAll(`&l=${l}`, '&l=*'));
+    }
+    assert.equal(bodies.size, 1, 'one playlist, whoever answered');
+    await waitFor('the worker answered some of the playlists', async () => ((await servedByWorkers()) > before ? true : undefined), 5_000);
+  });
+
   it('everything else on a worker connection is the gateway answering: pages, the API, refusals', async () => {
     for (let i = 0; i < 20; i++) {
       assert.equal((await get('/api/openapi.json')).status, 200);
