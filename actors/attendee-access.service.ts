@@ -16,12 +16,12 @@ import type { Context, ServiceSchema } from 'moleculer';
 import type { JitcastConfig } from '../cluster.config.ts';
 import type { EventStatus, EventView, StreamDataset } from '../runtime/contracts.ts';
 import { ForbiddenError, NotFoundError, ValidationFailedError } from '../runtime/errors.ts';
-import { TokenError, passwordMatches, signAuthCode, verifyAuthCode, verifyToken, type AccessClaims } from '../codecs/token.ts';
+import { TokenError, passwordMatches, signAuthCode, verifyToken, type AccessClaims } from '../codecs/token.ts';
 import { eventIdOfStream, isValidStreamId } from '../codecs/ids.ts';
 import { addQueryToSegments, archivePlaylist, liveWindow, masterPlaylist, onWallClockSequence, parseMediaPlaylist, serializeMediaPlaylist, sliceSegments, steeringManifest, type MediaPlaylist, type SteeringManifest } from '../codecs/hls.ts';
 import { errorPageCsp, playerPageCsp, renderErrorPage, renderPlayerPage } from '../web/player-page.ts';
 import { hostPageCsp, renderHostPage } from '../web/host-page.ts';
-import { LIVE_FILE_RE, LiveFileCache, asBuffer, readLiveFile } from '../runtime/live-files.ts';
+import { LIVE_FILE_RE, LiveFileCache, VerifiedCodes, asBuffer, parseFastLiveUrl, readLiveFile } from '../runtime/live-files.ts';
 import { storageOf } from '../runtime/storage-client.ts';
 import { EVENTS } from '../runtime/contracts.ts';
 import { LISTENER_ID_RE, ListenerMeter } from '../core/usage.ts';
@@ -39,8 +39,6 @@ interface LiveFileAnswer {
   cacheControl: string;
 }
 
-/** Live file URLs the fast path takes: plain stream ID and file name (no escapes), then a query. */
-const FAST_LIVE_RE = /^\/s\/([A-Za-z0-9_.-]{1,100})\/(index\.m3u8|seg\d{5}\.ts)\?([A-Za-z0-9_.=&-]{1,200})$/;
 /** Stands where each listener's auth code (and listener ID) goes in a cached live playlist. */
 const QUERY_MARK = '\u0001';
 /** Tolerance (s) on archive in/out points, which are EXTINF sums rounded to the millisecond. */
@@ -134,7 +132,7 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
   const localCache = new LiveFileCache({ maxBytes: options.liveCacheBytes, playlistTtlMs: hotMs });
   const activeByEvent = new Map<string, { atMs: number; streams: Promise<StreamDataset[]>; known?: StreamDataset[] }>();
   /** Auth codes that verified, by stream: a code is valid until the expiry it carries. */
-  const verifiedCodes = new Map<string, number>();
+  const verifiedCodes = new VerifiedCodes(config.secret, () => now());
   /** A served live playlist per playlist read: the text split where each listener's query goes. */
   const playlistTemplates = new WeakMap<Buffer, { parts: string[] } | NotFoundError>();
   /** What listeners were served since the last flush (usage reports, core/usage.ts). */
@@ -204,14 +202,7 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
 
   /** verifyAuthCode, remembering codes that verified until the expiry they carry (one HMAC per code, not per request). */
   function codeValid(a: string, eventId: string, streamId: string): boolean {
-    const key = `${streamId}|${a}`;
-    const t = now();
-    const expiry = verifiedCodes.get(key);
-    if (expiry !== undefined && t < expiry) return true;
-    if (!verifyAuthCode(config.secret, a, eventId, streamId, t)) return false;
-    if (verifiedCodes.size >= 20_000) verifiedCodes.clear();
-    verifiedCodes.set(key, Number(a.slice(0, a.indexOf('.'))));
-    return true;
+    return verifiedCodes.valid(a, eventId, streamId);
   }
 
   /** `monitoring.activeStreams` of the event, one lookup per event per `hotMs`. */
@@ -392,15 +383,9 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
 
       fastLiveFile(req: IncomingMessage, res: ServerResponse, fallback: () => void): boolean {
         if (hotMs <= 0 || req.method !== 'GET') return false;
-        const m = FAST_LIVE_RE.exec(req.url ?? '');
-        if (!m) return false;
-        // `a=<code>` or `a=<code>&l=<id>` exactly (the character class above leaves nothing to decode).
-        const q = m[3]!;
-        const amp = q.indexOf('&');
-        const aPart = amp === -1 ? q : q.slice(0, amp);
-        const lPart = amp === -1 ? undefined : q.slice(amp + 1);
-        if (!aPart.startsWith('a=') || (lPart !== undefined && (!lPart.startsWith('l=') || lPart.includes('&')))) return false;
-        const params: FileParams = { streamId: m[1]!, file: m[2]!, a: aPart.slice(2), ...(lPart !== undefined ? { l: lPart.slice(2) } : {}) };
+        // `a=<code>` or `a=<code>&l=<id>` exactly (FAST_LIVE_RE's character class leaves nothing to decode).
+        const params: FileParams | undefined = parseFastLiveUrl(req.url);
+        if (!params) return false;
         const send = (r: LiveFileAnswer) => {
           if (res.headersSent || res.destroyed) return;
           (req as IncomingMessage & { $alias?: { action: string } }).$alias = { action: 'attendee-access.liveFile' };

@@ -24,13 +24,11 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { eventIdOfStream } from '../codecs/ids.ts';
-import { verifyAuthCode } from '../codecs/token.ts';
 import { ByteLru } from '../core/byte-lru.ts';
 import { LISTENER_ID_RE } from '../core/usage.ts';
 import type { WorkerFileAnswer, WorkerInit, WorkerMessage, WorkerStats } from './listener-workers.ts';
+import { VerifiedCodes, parseFastLiveUrl } from './live-files.ts';
 
-/** Same shape as the gateway's hot path (actors/attendee-access.service.ts FAST_LIVE_RE). */
-const FAST_LIVE_RE = /^\/s\/([A-Za-z0-9_.-]{1,100})\/(index\.m3u8|seg\d{5}\.ts)\?([A-Za-z0-9_.=&-]{1,200})$/;
 const SEGMENT_TYPE = 'video/mp2t';
 const SEGMENT_CACHE = 'private, max-age=60';
 const STATS_EVERY_MS = 1000;
@@ -40,7 +38,7 @@ let init: WorkerInit | undefined;
 const segments = new ByteLru<string, { body: Buffer; durationS: number }>(64 * 1024 * 1024);
 /** When the parent last answered a file of each stream (its liveness, as the parent's hot cache has it). */
 const confirmedAt = new Map<string, number>();
-const verified = new Map<string, number>();
+let codes: VerifiedCodes | undefined;
 const pending = new Map<number, (a: WorkerFileAnswer) => void>();
 let nextId = 1;
 /** Usage and latency since the last stats message. */
@@ -53,17 +51,6 @@ let upstream: http.Agent | undefined;
 
 function send(m: WorkerMessage): void {
   process.send?.(m);
-}
-
-function codeValid(a: string, eventId: string, streamId: string): boolean {
-  const key = `${streamId}|${a}`;
-  const nowS = Date.now() / 1000;
-  const expiry = verified.get(key);
-  if (expiry !== undefined && nowS < expiry) return true;
-  if (!verifyAuthCode(init!.secret, a, eventId, streamId, nowS)) return false;
-  if (verified.size >= 20_000) verified.clear();
-  verified.set(key, Number(a.slice(0, a.indexOf('.'))));
-  return true;
 }
 
 function count(eventId: string, listenerId: string | undefined, durationS: number): void {
@@ -115,22 +102,16 @@ function proxy(req: IncomingMessage, res: ServerResponse): void {
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const t0 = performance.now();
-  const m = req.method === 'GET' ? FAST_LIVE_RE.exec(req.url ?? '') : null;
-  if (!m) return proxy(req, res);
-  const [, streamId, file, q] = m as unknown as [string, string, string, string];
-  const amp = q.indexOf('&');
-  const aPart = amp === -1 ? q : q.slice(0, amp);
-  const lPart = amp === -1 ? undefined : q.slice(amp + 1);
-  if (!aPart.startsWith('a=') || (lPart !== undefined && (!lPart.startsWith('l=') || lPart.includes('&')))) return proxy(req, res);
-  const a = aPart.slice(2);
-  const l = lPart === undefined ? undefined : lPart.slice(2);
+  const p = req.method === 'GET' ? parseFastLiveUrl(req.url) : undefined;
+  if (!p) return proxy(req, res);
+  const { streamId, file, a, l } = p;
   const listenerId = l !== undefined && LISTENER_ID_RE.test(l) ? l : undefined;
   const key = `${streamId}/${file}`;
   if (file === 'index.m3u8') {
     const t = templates.get(streamId);
     if (t && performance.now() - t.at < init!.hotMs) {
       const eventId = eventIdOfStream(streamId);
-      if (codeValid(a, eventId, streamId)) {
+      if (codes!.valid(a, eventId, streamId)) {
         // `a` verified (digits, a dot, base64url) and `l` matched LISTENER_ID_RE: safe in a URI line.
         const body = t.parts.join(listenerId ? `${a}&l=${listenerId}` : a);
         res.writeHead(200, { 'Content-Type': t.contentType, 'Cache-Control': t.cacheControl, 'Content-Length': Buffer.byteLength(body) });
@@ -145,7 +126,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   const at = confirmedAt.get(streamId);
   if (held && at !== undefined && performance.now() - at < init!.hotMs) {
     const eventId = eventIdOfStream(streamId);
-    if (codeValid(a, eventId, streamId)) {
+    if (codes!.valid(a, eventId, streamId)) {
       res.writeHead(200, { 'Content-Type': SEGMENT_TYPE, 'Cache-Control': SEGMENT_CACHE, 'Content-Length': held.body.length });
       res.end(held.body);
       count(eventId, listenerId, held.durationS);
@@ -177,6 +158,7 @@ function flushStats(): void {
 process.on('message', (m: WorkerMessage, handleArg: unknown) => {
   if (m?.type === 'init' && !init) {
     init = m;
+    codes = new VerifiedCodes(m.secret);
     upstream = new http.Agent({ keepAlive: true, maxSockets: 64 });
     const listener = handle;
     const server = m.tlsCert && m.tlsKey ? https.createServer({ cert: readFileSync(m.tlsCert), key: readFileSync(m.tlsKey) }, listener) : http.createServer(listener);

@@ -8,11 +8,57 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { isValidStreamId } from '../codecs/ids.ts';
+import { verifyAuthCode } from '../codecs/token.ts';
 import { ByteLru } from '../core/byte-lru.ts';
 import type { LiveFileParams } from './contracts.ts';
 import { NotFoundError, PayloadTooLargeError, ValidationFailedError } from './errors.ts';
 
 export type { LiveFileParams };
+
+/**
+ * A live file URL the listener hot paths take (the gateway's, actors/attendee-access.service.ts, and
+ * a listener worker's, runtime/listener-worker.ts): plain stream ID and file name, then a query of
+ * characters that need no decoding. Anything else goes the regular way.
+ */
+export const FAST_LIVE_RE = /^\/s\/([A-Za-z0-9_.-]{1,100})\/(index\.m3u8|seg\d{5}\.ts)\?([A-Za-z0-9_.=&-]{1,200})$/;
+
+/** A hot-path URL's parts, or undefined when its query is not exactly `a=<code>` or `a=<code>&l=<id>`. */
+export function parseFastLiveUrl(url: string | undefined): { streamId: string; file: string; a: string; l?: string } | undefined {
+  const m = FAST_LIVE_RE.exec(url ?? '');
+  if (!m) return undefined;
+  const q = m[3]!;
+  const amp = q.indexOf('&');
+  const aPart = amp === -1 ? q : q.slice(0, amp);
+  const lPart = amp === -1 ? undefined : q.slice(amp + 1);
+  if (!aPart.startsWith('a=') || (lPart !== undefined && (!lPart.startsWith('l=') || lPart.includes('&')))) return undefined;
+  return { streamId: m[1]!, file: m[2]!, a: aPart.slice(2), ...(lPart !== undefined ? { l: lPart.slice(2) } : {}) };
+}
+
+/**
+ * verifyAuthCode, remembering codes that verified until the expiry they carry: one HMAC per code,
+ * not per request. Forgets everything past 20,000 codes (a flood of valid codes costs HMACs, not memory).
+ */
+export class VerifiedCodes {
+  readonly #until = new Map<string, number>();
+  readonly #secret: string;
+  readonly #nowS: () => number;
+
+  constructor(secret: string, nowS: () => number = () => Date.now() / 1000) {
+    this.#secret = secret;
+    this.#nowS = nowS;
+  }
+
+  valid(a: string, eventId: string, streamId: string): boolean {
+    const key = `${streamId}|${a}`;
+    const t = this.#nowS();
+    const expiry = this.#until.get(key);
+    if (expiry !== undefined && t < expiry) return true;
+    if (!verifyAuthCode(this.#secret, a, eventId, streamId, t)) return false;
+    if (this.#until.size >= 20_000) this.#until.clear();
+    this.#until.set(key, Number(a.slice(0, a.indexOf('.'))));
+    return true;
+  }
+}
 
 /** Files a live stream directory may be asked for: the published playlist and its numbered TS segments. */
 export const LIVE_FILE_RE = /^(index\.m3u8|seg\d{5}\.ts)$/;

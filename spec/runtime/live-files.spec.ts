@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LiveFileCache, asBuffer, readLiveFile, serveLiveFile, validateLiveFileParams } from '../../runtime/live-files.ts';
+import { LiveFileCache, VerifiedCodes, asBuffer, parseFastLiveUrl, readLiveFile, serveLiveFile, validateLiveFileParams } from '../../runtime/live-files.ts';
+import { signAuthCode } from '../../codecs/token.ts';
 import { NotFoundError, ValidationFailedError } from '../../runtime/errors.ts';
 
 const STREAM = '12345674-spec-node-10002-lq0abc';
@@ -113,6 +114,31 @@ describe('live files', () => {
     assert.deepEqual(asBuffer(new Uint8Array([1, 2])), Buffer.from([1, 2]));
     assert.throws(() => asBuffer('text'), TypeError);
     assert.throws(() => asBuffer(null), TypeError);
+  });
+});
+
+describe('listener hot-path helpers', () => {
+  it('parseFastLiveUrl() takes /s/<stream>/<file>?a=<code>[&l=<id>] exactly, and nothing with more, less or escapes', () => {
+    assert.deepEqual(parseFastLiveUrl(`/s/${STREAM}/seg00001.ts?a=12.abc`), { streamId: STREAM, file: 'seg00001.ts', a: '12.abc' });
+    assert.deepEqual(parseFastLiveUrl(`/s/${STREAM}/index.m3u8?a=12.abc&l=me`), { streamId: STREAM, file: 'index.m3u8', a: '12.abc', l: 'me' });
+    for (const url of [
+      `/s/${STREAM}/seg00001.ts`, `/s/${STREAM}/seg00001.ts?l=me&a=12.abc`, `/s/${STREAM}/seg00001.ts?a=1&l=2&x=3`, `/s/${STREAM}/seg1.ts?a=1`,
+      `/s/${STREAM}/..%2fx.ts?a=1`, `/s/${STREAM}/index.m3u8?a=1%26l=2`, `/e/${STREAM}/seg00001.ts?a=1`, undefined,
+    ]) {
+      assert.equal(parseFastLiveUrl(url), undefined, String(url));
+    }
+  });
+
+  it('VerifiedCodes.valid() verifies a code once and remembers it until its expiry; a wrong code or stream never passes', () => {
+    let now = 1_000;
+    const codes = new VerifiedCodes('spec-secret-0123456789abcdefghijklmnopqrstuvwxyz', () => now);
+    const code = signAuthCode('spec-secret-0123456789abcdefghijklmnopqrstuvwxyz', '12345674', STREAM, 1_060);
+    assert.equal(codes.valid(code, '12345674', STREAM), true);
+    assert.equal(codes.valid(code, '12345674', '12345674-spec-node-10004-lq0abd'), false, 'another stream');
+    assert.equal(codes.valid(code.slice(0, -2) + 'xx', '12345674', STREAM), false, 'a forged code');
+    assert.equal(codes.valid(signAuthCode('another-secret-0123456789abcdefghijklmnop', '12345674', STREAM, 1_060), '12345674', STREAM), false);
+    now = 1_061;
+    assert.equal(codes.valid(code, '12345674', STREAM), false, 'expired, even though it verified before');
   });
 });
 
