@@ -396,7 +396,7 @@ export function createGatewayService(config: JitcastConfig): ServiceSchema {
       onStats: (st) => {
         side.meterFromWorker(st.segments, st.playlists);
         for (const seconds of st.latencies) metrics?.observe('attendee-access.liveFile', 'GET', 200, seconds);
-        metrics?.workerServed(st.pid, st.latencies.length);
+        metrics?.workerServed(st.pid, st.selfServed);
       },
       logger: self.logger,
     });

@@ -45,6 +45,8 @@ let nextId = 1;
 let counts = new Map<string, { eventId: string; listenerId: string | null; durationS: number; n: number }>();
 let playlistCounts = new Map<string, { eventId: string; listenerId: string | null; n: number }>();
 let latencies: number[] = [];
+/** Requests answered from this worker's own memory since the last stats message. */
+let selfServed = 0;
 /** Each stream's playlist template from the parent, with when it came (trusted for hotMs, like a confirmation). */
 const templates = new Map<string, { parts: string[]; at: number; contentType: string; cacheControl: string }>();
 let upstream: http.Agent | undefined;
@@ -117,6 +119,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
         res.writeHead(200, { 'Content-Type': t.contentType, 'Cache-Control': t.cacheControl, 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
         countPlaylist(eventId, listenerId);
+        selfServed++;
         latencies.push((performance.now() - t0) / 1000);
         return;
       }
@@ -130,6 +133,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       res.writeHead(200, { 'Content-Type': SEGMENT_TYPE, 'Cache-Control': SEGMENT_CACHE, 'Content-Length': held.body.length });
       res.end(held.body);
       count(eventId, listenerId, held.durationS);
+      selfServed++;
       latencies.push((performance.now() - t0) / 1000);
       return;
     }
@@ -143,12 +147,14 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     if (res.headersSent || res.destroyed) return;
     res.writeHead(200, { 'Content-Type': r.contentType!, 'Cache-Control': r.cacheControl!, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
+    latencies.push((performance.now() - t0) / 1000);
   }, () => proxy(req, res));
 }
 
 function flushStats(): void {
   if (counts.size === 0 && playlistCounts.size === 0 && latencies.length === 0) return;
-  const stats: WorkerStats = { type: 'stats', pid: process.pid, segments: [...counts.values()], playlists: [...playlistCounts.values()], latencies: Float64Array.from(latencies) };
+  const stats: WorkerStats = { type: 'stats', pid: process.pid, selfServed, segments: [...counts.values()], playlists: [...playlistCounts.values()], latencies: Float64Array.from(latencies) };
+  selfServed = 0;
   counts = new Map();
   playlistCounts = new Map();
   latencies = [];

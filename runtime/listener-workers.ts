@@ -59,7 +59,9 @@ export interface WorkerStats {
   segments: Array<{ eventId: string; listenerId: string | null; durationS: number; n: number }>;
   /** Playlists served, by event and listener. */
   playlists: Array<{ eventId: string; listenerId: string | null; n: number }>;
-  /** Seconds per answered request. */
+  /** Requests answered from the worker's own memory (no question to the node). */
+  selfServed: number;
+  /** Seconds per request the worker answered (from memory or with the node's answer; not those it passed on). */
   latencies: Float64Array;
 }
 

@@ -7,7 +7,7 @@
  *                                                             (`events`: this process's in-process
  *                                                             writer; `usage`: the usage actor's rows)
  *   jitcast_pool_evictions_total{pool}                         evictions this gateway heard of since it started
- *   jitcast_listener_worker_requests_total{pid}                live segments this gateway's listener workers answered
+ *   jitcast_listener_worker_requests_total{pid}                live files this gateway's listener workers answered from memory
  * Cluster-wide, the same on every gateway (aggregate with max(), not sum()), gathered when scraped
  * from the actors (each ask bounded by SOURCE_TIMEOUT_MS; a source that does not answer leaves its
  * series out and sets jitcast_scrape_source_up{source} to 0):
@@ -67,7 +67,7 @@ export class GatewayMetrics {
     this.#latency = new Histogram({ name: 'jitcast_http_request_duration_seconds', help: 'Time to answer an HTTP request on this gateway, by route (the action or alias), method and status code.', labelNames: ['route', 'method', 'code'], buckets: BUCKETS, registers: r });
     this.#evictions = new Counter({ name: 'jitcast_pool_evictions_total', help: 'Assets evicted from their pool by a failed health test, as heard by this gateway since it started.', labelNames: ['pool'], registers: r });
     this.#callsTotal = new Counter({ name: 'jitcast_calls_total', help: 'Calls that joined an event since the usage actor started (cluster-wide; resets when it restarts).', registers: r });
-    this.#workerServed = new Counter({ name: 'jitcast_listener_worker_requests_total', help: "Live segments a listener worker of this gateway answered itself (config listenerWorkers), by worker process.", labelNames: ['pid'], registers: r });
+    this.#workerServed = new Counter({ name: 'jitcast_listener_worker_requests_total', help: "Live segments and playlists a listener worker of this gateway answered from its own memory (config listenerWorkers), by worker process.", labelNames: ['pid'], registers: r });
     const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers: r });
     this.#g = {
       callsActive: gauge('jitcast_calls_active', 'Calls connected to an event now (cluster-wide).'),
