@@ -140,6 +140,9 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   }
   askParent({ streamId, file, a, ...(l !== undefined ? { l } : {}) }).then((r) => {
     if (!r.ok || r.body === undefined) return proxy(req, res);
+    // Both maps hold one entry per stream seen; a worker up for months forgets them all now and then.
+    if (confirmedAt.size > 10_000) confirmedAt.clear();
+    if (templates.size > 10_000) templates.clear();
     confirmedAt.set(streamId, performance.now());
     const body = typeof r.body === 'string' ? r.body : Buffer.from(r.body);
     if (r.keep && Buffer.isBuffer(body)) segments.set(key, { body, durationS: r.durationS ?? 2 }, body.length);
