@@ -316,7 +316,7 @@ describe('runtime/api-keys ApiKeyMirror (PostgreSQL, real)', () => {
     assert.equal(byId.get(r1.keyId)!.revoked_at!.toISOString(), '2026-12-01T12:00:00.000Z');
     assert.equal(byId.get(r1.keyId)!.label, 'ci');
     assert.equal(byId.get(r2.keyId)!.revoked_at, null);
-    const cols = await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'api_keys'`);
+    const cols = await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'api_keys' AND table_schema = current_schema()`);
     assert.ok(!cols.some((c) => /hash|secret/.test(c.column_name)), 'the DB never holds a key hash');
     await mirror.close();
   });
@@ -357,7 +357,7 @@ describe('runtime/api-keys ApiKeyMirror (PostgreSQL, real)', () => {
   });
 
   it('migration 2 gives events an account column that defaults to operator', async () => {
-    const cols = await db.query<{ column_name: string; column_default: string }>(`SELECT column_name, column_default FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'account'`);
+    const cols = await db.query<{ column_name: string; column_default: string }>(`SELECT column_name, column_default FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'account' AND table_schema = current_schema()`);
     assert.equal(cols.length, 1);
     assert.match(cols[0]!.column_default, /operator/);
   });
