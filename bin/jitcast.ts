@@ -22,7 +22,7 @@ const CONFIG_FLAGS = [
   'node-id', 'data-center', 'roles', 'namespace', 'nats-url', 'redis-url', 'db-url', 'db-retry-max-s', 'http-host', 'http-port', 'tls-cert', 'tls-key', 'public-url',
   'sip-host', 'sip-port', 'rtp-ports', 'encoder-ports', 'data-dir', 'storage-centers', 'api-keys', 'secret', 'archive-timeout-s',
   'archive-silence-limit-s', 'auth-code-timeout-s', 'port-reuse-timeout-s', 'port-suspend-below', 'port-resume-at', 'health-test-interval-s', 'retention-sweep-s', 'rtp-silence-timeout-s', 'digit-timeout-s', 'segment-s', 'ffmpeg-path', 'end-code',
-  'log-level',
+  'listener-workers', 'log-level',
 ];
 
 const HELP = `jitcast — phone-to-web conference casting
