@@ -341,19 +341,13 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
 
     methods: {
       /**
-       * The listener hot path without Moleculer (a gateway on this node calls it before routing):
-       * `GET /s/<streamId>/<file>?a=…[&l=…]` answered straight from this actor's caches. Returns
-       * false for anything else (the gateway routes it as usual); on any failure hands the request
-       * to `fallback` untouched, so errors are answered by the one regular path.
-       */
-      /**
        * A listener worker's question (runtime/listener-workers.ts): the file as the hot path answers
        * it, counted here, and whether the worker may keep the bytes (a segment this node's cache
        * keeps, i.e. one a playlist lists), or for a playlist the template it rewrites for each listener.
-       * `ok: false` for anything refused: the worker then proxies
-       * the request to the gateway, which answers the refusal as usual.
+       * `ok: false` for anything refused: the worker then proxies the request to the gateway, which
+       * answers the refusal as usual.
        */
-      async answerForWorker(q: { streamId: string; file: string; a: string; l?: string }): Promise<{ ok: boolean; body?: Buffer | string; contentType?: string; cacheControl?: string; keep?: boolean; durationS?: number; parts?: string[] }> {
+      async answerForWorker(q: FileParams & { a: string }): Promise<{ ok: boolean; body?: Buffer | string; contentType?: string; cacheControl?: string; keep?: boolean; durationS?: number; parts?: string[] }> {
         fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
         try {
           const params: FileParams = { streamId: q.streamId, file: q.file, a: q.a, ...(q.l !== undefined ? { l: q.l } : {}) };
@@ -381,6 +375,12 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
         for (const p of playlists) for (let i = 0; i < p.n; i++) meter.playlist(p.eventId, p.listenerId ?? undefined);
       },
 
+      /**
+       * The listener hot path without Moleculer (a gateway on this node calls it before routing):
+       * `GET /s/<streamId>/<file>?a=…[&l=…]` answered straight from this actor's caches. Returns
+       * false for anything else (the gateway routes it as usual); on any failure hands the request
+       * to `fallback` untouched, so errors are answered by the one regular path.
+       */
       fastLiveFile(req: IncomingMessage, res: ServerResponse, fallback: () => void): boolean {
         if (hotMs <= 0 || req.method !== 'GET') return false;
         // `a=<code>` or `a=<code>&l=<id>` exactly (FAST_LIVE_RE's character class leaves nothing to decode).
@@ -392,14 +392,14 @@ export function createAttendeeAccessService(config: JitcastConfig, options: Atte
           res.writeHead(200, { 'Content-Type': r.type, 'Cache-Control': r.cacheControl, 'Content-Length': Buffer.byteLength(r.body) });
           res.end(r.body);
         };
-        let now: LiveFileAnswer | undefined;
+        let ready: LiveFileAnswer | undefined;
         try {
-          now = liveFileNow(params);
+          ready = liveFileNow(params);
         } catch {
-          now = undefined; // e.g. an unreadable playlist: the asynchronous path answers it
+          ready = undefined; // e.g. an unreadable playlist: the asynchronous path answers it
         }
-        if (now) {
-          send(now);
+        if (ready) {
+          send(ready);
           return true;
         }
         fastCaller ??= { call: this.broker.call.bind(this.broker), service: { logger: this.logger } } as unknown as Context;
