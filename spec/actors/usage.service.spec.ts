@@ -174,7 +174,14 @@ describe('usage actor: GET /api/events/:eventId/report', () => {
   });
 
   it('the listener fast path answers errors as the regular path does and counts only what it served', async () => {
-    const before = await report();
+    // The test before waits for its listener, not for that listener's last counts: let them land first.
+    let before = await report();
+    for (let settled = 0; settled < 3; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await report();
+      settled = again.requests.segments === before.requests.segments && again.requests.playlists === before.requests.playlists ? settled + 1 : 0;
+      before = again;
+    }
     const token = signToken(secret, { e: EVENT, r: 'attendee' });
     const variant = (await get(`/e/${token}/live.m3u8`)).text.split('\n').find((x) => x.startsWith('/s/'))!;
     const a = /[?&]a=([^&]+)/.exec(variant)![1]!;
