@@ -137,44 +137,38 @@ export class StorageClient {
    * if one fails.
    */
   async createEventInfo(info: EventInfo): Promise<void> {
-    await this.#first('content-storage.createEventInfo', { info }, WRITE_TIMEOUT_MS, false);
+    await this.#write('content-storage.createEventInfo', { info });
   }
 
   /** Stores event-info on one storage node, which replicates it to the others; the next node if one fails. */
   async putEventInfo(info: EventInfo): Promise<void> {
-    await this.#first('content-storage.putEventInfo', { info }, WRITE_TIMEOUT_MS, false);
+    await this.#write('content-storage.putEventInfo', { info });
   }
 
   /**
-   * Asks the nodes in turn. A refusal that is not NotFound (validation, state) is the answer; NotFound
-   * moves on when `notFoundMovesOn`; anything else (timeout, node gone) moves on and marks a timeout.
+   * A write, to one node at a time in turn. Any refusal (validation, state, NotFound) is the answer;
+   * an unreachable node (timeout, node gone) moves on, and a timeout marks it suspect.
    */
-  async #first<T>(action: string, params: unknown, timeout: number, notFoundMovesOn = true): Promise<T> {
+  async #write(action: string, params: unknown): Promise<void> {
     const nodes = this.nodes();
     if (nodes.length === 0) throw new StorageUnavailableError(`no content-storage node is reachable [action:${action}]`);
-    let notFound: unknown;
     let lastErr: unknown;
     for (const nodeID of nodes) {
       try {
-        return (await this.#broker.call(action, params, { nodeID, timeout })) as T;
+        await this.#broker.call(action, params, { nodeID, timeout: WRITE_TIMEOUT_MS });
+        return;
       } catch (err) {
-        if (isNotFound(err)) {
-          if (!notFoundMovesOn) throw err;
-          notFound ??= err;
-          continue;
-        }
-        if (err instanceof JitcastError && !isUnreachable(err)) throw err;
+        if (isNotFound(err) || (err instanceof JitcastError && !isUnreachable(err))) throw err;
         if (isTimeout(err)) this.#suspects.set(nodeID, this.#now() + SUSPECT_MS);
         lastErr = err;
       }
     }
-    if (notFound) throw notFound;
     throw new StorageUnavailableError(`no content-storage node answered [action:${action} nodes:${nodes.join(',')}] ${(lastErr as Error)?.message ?? ''}`);
   }
 
   /**
-   * A read with #first's rules (a refusal other than NotFound is the answer; NotFound and an
-   * unreachable node move on, a timeout marks the node suspect), but hedged: a node that has not
+   * A read from the nodes in turn (a refusal other than NotFound is the answer; NotFound and an
+   * unreachable node move on, a timeout marks the node suspect), hedged: a node that has not
    * answered after `hedgeMs` keeps its request while the next node is asked too, and the first
    * answer wins. Reads only: they have no effect to repeat.
    */
